@@ -1,0 +1,3 @@
+//! Mapping a pool file or a device-dax device.
+//!
+//! TODO(H3).

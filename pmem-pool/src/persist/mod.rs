@@ -1,0 +1,326 @@
+//! The persistence seam: every store that must become durable goes through
+//! a [`Persister`].
+//!
+//! A `Persister` is picked once per open pool from its [`Mode`] (like
+//! libpmem2's granularity: the mode installs the flush, drain and copy
+//! functions) and dispatched by one `match` on a small enum, which the branch
+//! predictor makes free. All ranges are pool-relative offsets, so the same
+//! call sequence drives real hardware, the `msync` fallback and the
+//! simulated domain of crash tests.
+//!
+//! Semantics, as on x86: `flush` starts writing a range back; `drain` waits
+//! until every range *this thread* flushed (and every non-temporal store it
+//! made) is durable, and orders it before the thread's later stores.
+//!
+//! # Safety
+//! The persister holds the base address and length of the live mapping; it
+//! is created by the pool after mapping and dropped before unmapping, so
+//! `base..base+len` is mapped for its whole life. Offsets are clamped to that
+//! range before any instruction touches memory. The copy/fill functions write
+//! to the mapping and are `unsafe`: the caller guarantees no reference to the
+//! destination bytes is alive.
+
+pub mod flush;
+pub(crate) mod msync;
+pub mod nt;
+
+pub use flush::FlushInstr;
+pub use nt::NtKind;
+
+use crate::error::Result;
+use crate::mode::Mode;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Copies at least this long use non-temporal stores in `Pmem` mode (as
+/// PMDK's default `PMEM_MOVNT_THRESHOLD`); shorter ones are plain stores
+/// followed by `clwb` of the lines written.
+pub const NT_THRESHOLD: usize = 256;
+
+/// Cache line size assumed by every flush (x86).
+pub const CACHE_LINE: usize = 64;
+
+/// The CPU-cache path shared by `Pmem` and `Eadr`: which flush instruction,
+/// which non-temporal store width.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheFns {
+    /// Flush instruction picked from CPUID.
+    pub flush: FlushInstr,
+    /// Widest non-temporal store available.
+    pub nt: NtKind,
+}
+
+impl CacheFns {
+    /// Picks the best instructions this CPU has (CPUID leaf 7, once).
+    pub fn detect() -> Self {
+        let f = crate::cpu::features();
+        CacheFns {
+            flush: FlushInstr::best(f),
+            nt: NtKind::best(f),
+        }
+    }
+}
+
+enum Imp {
+    Pmem(CacheFns),
+    Eadr(CacheFns),
+    Msync {
+        id: u64,
+    },
+    #[cfg(feature = "sim")]
+    Sim(std::sync::Arc<crate::sim::SimDomain>),
+}
+
+/// Makes stores into one mapped pool durable. See the module docs.
+pub struct Persister {
+    base: *mut u8,
+    len: usize,
+    imp: Imp,
+}
+
+// SAFETY: the persister only holds the address of a shared mapping that
+// outlives it (see module docs); its methods are callable from any thread
+// (flush instructions and msync are thread-safe, per-thread msync state is in
+// a thread local, and the Sim domain synchronises internally).
+unsafe impl Send for Persister {}
+// SAFETY: as for Send: no method relies on being called from one thread.
+unsafe impl Sync for Persister {}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Persister {
+    /// Builds the persister of a mapping at `base..base+len` in `mode`.
+    ///
+    /// # Safety
+    /// `base..base+len` must be a live, writable, shared mapping for the whole
+    /// life of the returned value (read-only pools are given a persister too
+    /// but must never call its copy functions).
+    pub(crate) unsafe fn new(base: *mut u8, len: usize, mode: Mode) -> Result<Self> {
+        let imp = match mode {
+            Mode::Pmem => Imp::Pmem(CacheFns::detect()),
+            Mode::Eadr => Imp::Eadr(CacheFns::detect()),
+            Mode::Msync => Imp::Msync {
+                id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            },
+            #[cfg(feature = "sim")]
+            // SAFETY: forwarded from this function's contract.
+            Mode::Sim => Imp::Sim(std::sync::Arc::new(unsafe {
+                crate::sim::SimDomain::new(base, len)
+            })),
+            #[cfg(not(feature = "sim"))]
+            Mode::Sim => {
+                return Err(crate::Error::ModeUnavailable {
+                    mode: "sim",
+                    reason: "pmem-pool was built without the `sim` feature".into(),
+                });
+            }
+        };
+        Ok(Persister { base, len, imp })
+    }
+
+    /// The mode this persister implements.
+    pub fn mode(&self) -> Mode {
+        match self.imp {
+            Imp::Pmem(_) => Mode::Pmem,
+            Imp::Eadr(_) => Mode::Eadr,
+            Imp::Msync { .. } => Mode::Msync,
+            #[cfg(feature = "sim")]
+            Imp::Sim(_) => Mode::Sim,
+        }
+    }
+
+    /// The cache instructions in use (`Pmem`/`Eadr` only).
+    pub fn cache_fns(&self) -> Option<CacheFns> {
+        match self.imp {
+            Imp::Pmem(c) | Imp::Eadr(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Base address of the mapping.
+    pub fn base(&self) -> *mut u8 {
+        self.base
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never true for a real pool; here for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The simulated domain, when the pool runs in [`Mode::Sim`].
+    #[cfg(feature = "sim")]
+    pub fn sim(&self) -> Option<&std::sync::Arc<crate::sim::SimDomain>> {
+        match &self.imp {
+            Imp::Sim(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Clamps `off..off+len` to the mapping.
+    #[inline]
+    fn clamp(&self, off: usize, len: usize) -> (usize, usize) {
+        debug_assert!(
+            off.checked_add(len).is_some_and(|e| e <= self.len),
+            "range {off:#x}+{len:#x} outside pool of {:#x}",
+            self.len
+        );
+        let off = off.min(self.len);
+        (off, len.min(self.len - off))
+    }
+
+    /// Starts writing back `off..off+len` (whole cache lines containing it).
+    #[inline]
+    pub fn flush(&self, off: usize, len: usize) {
+        let (off, len) = self.clamp(off, len);
+        if len == 0 {
+            return;
+        }
+        match &self.imp {
+            // SAFETY: the clamped range lies inside the live mapping.
+            Imp::Pmem(c) => unsafe { flush::flush_range(c.flush, self.base.add(off), len) },
+            Imp::Eadr(_) => {}
+            // SAFETY: the clamped range lies inside the live mapping.
+            Imp::Msync { id } => msync::record(*id, unsafe { self.base.add(off) }, len),
+            #[cfg(feature = "sim")]
+            Imp::Sim(d) => d.flush(off, len),
+        }
+    }
+
+    /// Waits until everything this thread flushed or wrote non-temporally is
+    /// durable, and orders it before this thread's later stores. In `Msync`
+    /// mode this is one `msync` per merged dirty range.
+    #[inline]
+    pub fn drain(&self) -> Result<()> {
+        match &self.imp {
+            Imp::Pmem(_) | Imp::Eadr(_) => {
+                flush::sfence();
+                Ok(())
+            }
+            Imp::Msync { id } => msync::sync(*id).map_err(crate::Error::Msync),
+            #[cfg(feature = "sim")]
+            Imp::Sim(d) => {
+                d.drain();
+                Ok(())
+            }
+        }
+    }
+
+    /// `flush` then `drain`.
+    #[inline]
+    pub fn persist(&self, off: usize, len: usize) -> Result<()> {
+        self.flush(off, len);
+        self.drain()
+    }
+
+    /// Copies `src` to `off` and starts making it durable (non-temporal
+    /// stores for long copies in `Pmem` mode); durable after the next
+    /// [`drain`](Self::drain).
+    ///
+    /// # Safety
+    /// No reference to the destination bytes may be alive, and no other
+    /// thread may access them during the call. `src` must not overlap them.
+    #[inline]
+    pub unsafe fn memcpy_nodrain(&self, off: usize, src: &[u8]) {
+        let (off, len) = self.clamp(off, src.len());
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the clamped range lies inside the mapping.
+        let dst = unsafe { self.base.add(off) };
+        match &self.imp {
+            // SAFETY: caller guarantees exclusive access to dst..dst+len,
+            // src has at least len bytes and does not overlap it.
+            Imp::Pmem(c) => unsafe { nt::memcpy_nodrain(*c, dst, src.as_ptr(), len) },
+            // SAFETY: as above; the cache is persistent, a plain or
+            // non-temporal copy is durable once drained.
+            Imp::Eadr(c) => unsafe { nt::memcpy_eadr(*c, dst, src.as_ptr(), len) },
+            Imp::Msync { id } => {
+                // SAFETY: as above.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, len) };
+                msync::record(*id, dst, len);
+            }
+            #[cfg(feature = "sim")]
+            Imp::Sim(d) => {
+                // SAFETY: as above.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, len) };
+                d.flush(off, len);
+            }
+        }
+    }
+
+    /// Fills `off..off+len` with `byte` and starts making it durable.
+    ///
+    /// # Safety
+    /// No reference to the destination bytes may be alive, and no other
+    /// thread may access them during the call.
+    #[inline]
+    pub unsafe fn memset_nodrain(&self, off: usize, byte: u8, len: usize) {
+        let (off, len) = self.clamp(off, len);
+        if len == 0 {
+            return;
+        }
+        // SAFETY: the clamped range lies inside the mapping.
+        let dst = unsafe { self.base.add(off) };
+        match &self.imp {
+            // SAFETY: caller guarantees exclusive access to dst..dst+len.
+            Imp::Pmem(c) => unsafe { nt::memset_nodrain(*c, dst, byte, len) },
+            // SAFETY: as above.
+            Imp::Eadr(c) => unsafe { nt::memset_eadr(*c, dst, byte, len) },
+            Imp::Msync { id } => {
+                // SAFETY: as above.
+                unsafe { std::ptr::write_bytes(dst, byte, len) };
+                msync::record(*id, dst, len);
+            }
+            #[cfg(feature = "sim")]
+            Imp::Sim(d) => {
+                // SAFETY: as above.
+                unsafe { std::ptr::write_bytes(dst, byte, len) };
+                d.flush(off, len);
+            }
+        }
+    }
+
+    /// [`memcpy_nodrain`](Self::memcpy_nodrain) then [`drain`](Self::drain).
+    ///
+    /// # Safety
+    /// As for `memcpy_nodrain`.
+    pub unsafe fn memcpy_persist(&self, off: usize, src: &[u8]) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.memcpy_nodrain(off, src) };
+        self.drain()
+    }
+
+    /// [`memset_nodrain`](Self::memset_nodrain) then [`drain`](Self::drain).
+    ///
+    /// # Safety
+    /// As for `memset_nodrain`.
+    pub unsafe fn memset_persist(&self, off: usize, byte: u8, len: usize) -> Result<()> {
+        // SAFETY: forwarded.
+        unsafe { self.memset_nodrain(off, byte, len) };
+        self.drain()
+    }
+}
+
+impl Drop for Persister {
+    fn drop(&mut self) {
+        if let Imp::Msync { id } = self.imp {
+            // Ranges this thread recorded but never drained must not be
+            // msync'ed after the mapping is gone: forget them.
+            msync::forget(id);
+        }
+    }
+}
+
+impl std::fmt::Debug for Persister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Persister")
+            .field("mode", &self.mode())
+            .field("cache_fns", &self.cache_fns())
+            .field("len", &self.len)
+            .finish()
+    }
+}

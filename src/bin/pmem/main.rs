@@ -1,0 +1,2 @@
+//! The `pmem` command-line tool.
+fn main() {}
