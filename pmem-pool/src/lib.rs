@@ -22,6 +22,7 @@
 //! project root lists the invariants each relies on.
 #![deny(unsafe_code)]
 
+pub mod check;
 pub mod cpu;
 mod error;
 mod header;

@@ -54,6 +54,38 @@ impl RawPool {
         todo!("H3")
     }
 
+    /// The path the pool was opened from.
+    pub fn path(&self) -> &Path {
+        todo!("H3")
+    }
+
+    /// Pool size in bytes (the mapping's length).
+    pub fn size(&self) -> u64 {
+        todo!("H3")
+    }
+
+    /// Whether the pool was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        todo!("H3")
+    }
+
+    /// The run id of this open (bumped at every read-write open).
+    pub fn run_id(&self) -> u64 {
+        todo!("H3")
+    }
+
+    /// How the previous user left the pool (read before this open marked it
+    /// in use).
+    pub fn previous_shutdown(&self) -> ShutdownState {
+        todo!("H3")
+    }
+
+    /// Base address of the mapping. Reading or writing through it is the
+    /// caller's `unsafe` business; writes must go through the persister.
+    pub fn base(&self) -> *mut u8 {
+        todo!("H3")
+    }
+
     /// Closes the pool cleanly: records a clean shutdown, unlocks, unmaps.
     pub fn close(self) -> Result<()> {
         todo!("H3")
