@@ -140,6 +140,20 @@ pub enum Error {
     },
     /// The pool was opened read-only and a write was attempted.
     ReadOnly,
+    /// A lane's log has no room for another entry.
+    LogFull {
+        /// Bytes the entry needs.
+        needed: u64,
+        /// Bytes left in the log.
+        available: u64,
+    },
+    /// A lane holds a checksum-valid log entry that aims outside the heap
+    /// and state block: the pool is damaged or was written by a foreign
+    /// program. Recovery refuses to apply it.
+    LaneDamaged {
+        /// The lane.
+        lane: u32,
+    },
     /// `msync` failed: the data may not be durable.
     Msync(io::Error),
     /// Any other I/O failure, with what was being done.
@@ -271,6 +285,14 @@ impl std::fmt::Display for Error {
                 "range {offset:#x}+{len:#x} lies outside the pool ({pool_size:#x} bytes)"
             ),
             Error::ReadOnly => write!(f, "pool is open read-only"),
+            Error::LogFull { needed, available } => write!(
+                f,
+                "transaction log full: the next entry needs {needed} bytes, {available} are left; split the transaction or create the pool with larger lanes"
+            ),
+            Error::LaneDamaged { lane } => write!(
+                f,
+                "lane {lane} holds a log entry that points outside the heap: the pool is damaged; run `pmem check` and do not trust its contents"
+            ),
             Error::Msync(e) => write!(f, "msync failed, data may not be durable: {e}"),
             Error::Io { context, source } => write!(f, "{context}: {source}"),
         }

@@ -26,6 +26,9 @@ pub mod check;
 pub mod cpu;
 mod error;
 mod header;
+#[allow(unsafe_code)]
+pub mod lane;
+pub mod lane_set;
 mod layout;
 #[allow(unsafe_code)]
 mod map;
@@ -37,9 +40,13 @@ mod pool;
 #[cfg(feature = "sim")]
 #[allow(unsafe_code)]
 pub mod sim;
+pub mod sync;
+#[allow(unsafe_code)]
+pub mod ulog;
 
 pub use error::{Error, Result};
 pub use header::{HeaderInfo, LAYOUT_MAX};
+pub use lane::{LaneLayout, LaneState};
 pub use layout::{BACKUP_HEADER_OFFSET, HEADER_OFFSET, MIN_POOL_SIZE, STATE_OFFSET};
 pub use mode::{Mode, ModeChoice};
 pub use options::PoolOptions;

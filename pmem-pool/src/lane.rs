@@ -1,0 +1,247 @@
+//! Lanes: the per-transaction log slots of a pool, and their recovery.
+//!
+//! A lane is `lane_size` bytes (a multiple of 4 KiB, recorded in the header):
+//!
+//! | offset | size | what |
+//! | --- | --- | --- |
+//! | 0 | 8 | `generation`: entries of both logs are valid only for it |
+//! | 8 | 56 | reserved, zero |
+//! | 64 | lane_size − 64 − 1024 | undo log |
+//! | lane_size − 1024 | 1024 | redo log |
+//!
+//! Recovery of one lane (run at open, before anyone sees the pool):
+//! 1. If the redo log holds a commit record for the current generation, the
+//!    transaction committed: apply the redo entries (idempotent), drain.
+//! 2. Otherwise, if the undo log holds entries, the transaction did not
+//!    commit: copy the snapshots back, newest first, drain.
+//! 3. In both cases, bump the generation and persist it: both logs are now
+//!    empty.
+
+use crate::error::{Error, Result};
+use crate::header::HeaderInfo;
+use crate::layout::STATE_OFFSET;
+use crate::persist::Persister;
+use crate::ulog::{EntryKind, LogArea, ScanResult, scan};
+
+/// Bytes of the lane header.
+pub const LANE_HEADER: usize = 64;
+/// Bytes of each lane's redo log.
+pub const REDO_AREA: usize = 1024;
+
+/// Where each lane and its logs live, from the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneLayout {
+    /// Pool offset of lane 0.
+    pub offset: usize,
+    /// Number of lanes.
+    pub count: u32,
+    /// Bytes per lane.
+    pub size: usize,
+    /// Pool size (bounds for log targets).
+    pub pool_size: u64,
+    /// Start of the heap (logs may target the state block and the heap).
+    pub heap_offset: u64,
+}
+
+impl LaneLayout {
+    /// The lane layout recorded in a validated header.
+    pub fn from_header(h: &HeaderInfo) -> Self {
+        LaneLayout {
+            offset: h.lanes_offset as usize,
+            count: h.lane_count,
+            size: h.lane_size as usize,
+            pool_size: h.size,
+            heap_offset: h.heap_offset,
+        }
+    }
+
+    /// Pool offset of lane `i`'s generation word.
+    pub fn generation_off(&self, i: u32) -> usize {
+        self.offset + i as usize * self.size
+    }
+
+    /// Lane `i`'s undo log.
+    pub fn undo(&self, i: u32) -> LogArea {
+        LogArea {
+            off: self.generation_off(i) + LANE_HEADER,
+            cap: self.size - LANE_HEADER - REDO_AREA,
+        }
+    }
+
+    /// Lane `i`'s redo log.
+    pub fn redo(&self, i: u32) -> LogArea {
+        LogArea {
+            off: self.generation_off(i) + self.size - REDO_AREA,
+            cap: REDO_AREA,
+        }
+    }
+
+    /// Whether a log entry may touch `off..off+len`: the state block or the
+    /// heap, never the headers or the lanes.
+    pub fn target_ok(&self, off: u64, len: u64) -> bool {
+        let Some(end) = off.checked_add(len) else {
+            return false;
+        };
+        let lanes_end = self.offset as u64 + u64::from(self.count) * self.size as u64;
+        let in_state = off >= STATE_OFFSET && end <= STATE_OFFSET + 0x1000;
+        let in_heap = off >= self.heap_offset.max(lanes_end) && end <= self.pool_size;
+        in_state || in_heap
+    }
+}
+
+/// What a lane holds, as `pmem check` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LaneState {
+    /// No pending log.
+    Idle,
+    /// A committed redo log not yet applied: recovery applies it.
+    RedoPending {
+        /// Redo entries.
+        entries: usize,
+    },
+    /// An uncommitted transaction: recovery rolls its undo log back.
+    UndoPending {
+        /// Undo entries.
+        entries: usize,
+        /// Bytes of snapshots.
+        bytes: u64,
+    },
+    /// A checksum-valid entry aims outside the heap and state block.
+    Damaged,
+}
+
+/// Reads the generation of lane `i` from the pool's bytes.
+fn generation_in(pool: &[u8], layout: &LaneLayout, i: u32) -> Option<u64> {
+    let off = layout.generation_off(i);
+    let b = pool.get(off..off + 8)?;
+    Some(u64::from_le_bytes(b.try_into().ok()?))
+}
+
+fn scan_lane(pool: &[u8], layout: &LaneLayout, i: u32) -> (u64, ScanResult, ScanResult) {
+    let generation = generation_in(pool, layout, i).unwrap_or(0);
+    let ok = |o, l| layout.target_ok(o, l);
+    let redo = scan(pool, layout.redo(i), generation, ok);
+    let undo = scan(pool, layout.undo(i), generation, ok);
+    (generation, redo, undo)
+}
+
+/// The state of lane `i` in `pool` (the whole pool's bytes).
+pub fn inspect(pool: &[u8], layout: &LaneLayout, i: u32) -> LaneState {
+    let (_, redo, undo) = scan_lane(pool, layout, i);
+    if redo.committed {
+        LaneState::RedoPending {
+            entries: redo.entries.len(),
+        }
+    } else if redo.bad_target || undo.bad_target {
+        LaneState::Damaged
+    } else if !undo.entries.is_empty() {
+        LaneState::UndoPending {
+            entries: undo.entries.len(),
+            bytes: undo.entries.iter().map(|e| u64::from(e.len)).sum(),
+        }
+    } else {
+        LaneState::Idle
+    }
+}
+
+/// What recovery did to one lane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// The lane.
+    pub lane: u32,
+    /// `RedoPending` (applied) or `UndoPending` (rolled back).
+    pub was: LaneState,
+}
+
+/// Persists `generation + 1` into lane `i`: the O(1) invalidation of both
+/// of its logs (and the commit point of an undo-only transaction).
+pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) -> Result<()> {
+    let off = layout.generation_off(i);
+    debug_assert!(off + 8 <= p.len() && off % 8 == 0);
+    // SAFETY: the caller holds lane `i` (or is the only user of the pool,
+    // during recovery); the generation word is 8-aligned inside the
+    // mapping, so this is one failure-atomic 8-byte store.
+    unsafe {
+        (p.base().add(off) as *mut u64).write_volatile((generation + 1).to_le());
+    }
+    p.persist(off, 8)
+}
+
+/// Recovers every lane of a pool opened read-write, before anyone else
+/// uses it. Returns the lanes that needed work.
+///
+/// # Safety
+/// The caller has exclusive access to the whole mapping behind `p` (the
+/// pool was just opened and no reference into it exists).
+pub unsafe fn recover(p: &Persister, layout: &LaneLayout) -> Result<Vec<Recovered>> {
+    let mut done = Vec::new();
+    for i in 0..layout.count {
+        // SAFETY: exclusive access (caller); the slice is dropped before
+        // anything below writes to the mapping.
+        let pool = unsafe { std::slice::from_raw_parts(p.base(), p.len()) };
+        let (generation, redo, undo) = scan_lane(pool, layout, i);
+        let state = inspect(pool, layout, i);
+        match state {
+            LaneState::Idle => continue,
+            LaneState::Damaged => return Err(Error::LaneDamaged { lane: i }),
+            LaneState::RedoPending { .. } => {
+                for e in &redo.entries {
+                    let word = u64::from_le_bytes(
+                        pool[e.payload_off..e.payload_off + 8.min(e.len as usize)]
+                            .try_into()
+                            .unwrap_or([0; 8]),
+                    );
+                    let t = e.target as usize;
+                    match e.kind {
+                        // SAFETY: exclusive access; `scan` checked 8-byte
+                        // alignment and that the target lies in the state
+                        // block or the heap, inside the mapping.
+                        EntryKind::Set64 => unsafe { write_u64(p, t, word) },
+                        // SAFETY: as above.
+                        EntryKind::Or64 => unsafe { write_u64(p, t, read_u64(p, t) | word) },
+                        // SAFETY: as above.
+                        EntryKind::AndNot64 => unsafe { write_u64(p, t, read_u64(p, t) & !word) },
+                        EntryKind::Copy => {
+                            let src = pool[e.payload_off..e.payload_off + e.len as usize].to_vec();
+                            // SAFETY: exclusive access; target checked by
+                            // `scan`; src is a private copy.
+                            unsafe { p.memcpy_nodrain(t, &src) };
+                            continue;
+                        }
+                        EntryKind::Snapshot | EntryKind::Commit => continue,
+                    }
+                    p.flush(t, 8);
+                }
+            }
+            LaneState::UndoPending { .. } => {
+                for e in undo.entries.iter().rev() {
+                    let src = pool[e.payload_off..e.payload_off + e.len as usize].to_vec();
+                    // SAFETY: exclusive access; `scan` checked the target
+                    // range; src is a private copy.
+                    unsafe { p.memcpy_nodrain(e.target as usize, &src) };
+                }
+            }
+        }
+        p.drain()?;
+        bump_generation(p, layout, i, generation)?;
+        done.push(Recovered {
+            lane: i,
+            was: state,
+        });
+    }
+    Ok(done)
+}
+
+/// # Safety
+/// `off..off+8` is 8-aligned inside the mapping and not aliased.
+unsafe fn read_u64(p: &Persister, off: usize) -> u64 {
+    // SAFETY: forwarded from the caller.
+    u64::from_le(unsafe { (p.base().add(off) as *const u64).read_volatile() })
+}
+
+/// # Safety
+/// As for [`read_u64`].
+unsafe fn write_u64(p: &Persister, off: usize, v: u64) {
+    // SAFETY: forwarded from the caller.
+    unsafe { (p.base().add(off) as *mut u64).write_volatile(v.to_le()) }
+}

@@ -1,0 +1,255 @@
+//! The on-media log ("ulog"), used as the undo log and as the redo log of a
+//! lane. `FORMAT.md` ("Lanes and logs") has the byte layout; in short:
+//!
+//! - A log is a fixed area of a lane filled from its start with entries.
+//!   An entry is a 16-byte header `{offset_kind: u64, len: u32, crc: u32}`
+//!   and `len` payload bytes padded to 8.
+//! - `crc` is CRC-32 (IEEE, `crc32fast`) over the lane's
+//!   generation (8 bytes LE), `offset_kind`, `len` and the payload. An entry
+//!   is valid only for the generation it was written in, so bumping the
+//!   lane generation (one 8-byte store) invalidates every entry of both logs
+//!   in O(1): nothing is ever zeroed.
+//! - A scan reads entries from the start and stops at the first one that is
+//!   not valid (torn, stale, or never written). A torn append therefore
+//!   simply ends the log.
+//!
+//! Entries are written with [`Persister::memcpy_nodrain`] (non-temporal for
+//! long payloads), so an append costs no fence; the caller drains once per
+//! batch.
+
+use crate::error::{Error, Result};
+use crate::persist::Persister;
+
+/// Bytes of an entry header.
+pub const ENTRY_HEADER: usize = 16;
+/// Bits of `offset_kind` holding the target offset.
+pub const OFFSET_BITS: u32 = 56;
+const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+
+/// What an entry means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EntryKind {
+    /// Undo: the payload is the old content of `target..target+len`.
+    Snapshot = 1,
+    /// Redo: store the 8-byte payload at `target` (8-aligned).
+    Set64 = 2,
+    /// Redo: OR the 8-byte payload into the u64 at `target`.
+    Or64 = 3,
+    /// Redo: clear the payload's bits in the u64 at `target`.
+    AndNot64 = 4,
+    /// Redo: copy the payload to `target`.
+    Copy = 5,
+    /// Redo commit record: `target` holds the number of entries before it.
+    Commit = 0x7f,
+}
+
+impl EntryKind {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => EntryKind::Snapshot,
+            2 => EntryKind::Set64,
+            3 => EntryKind::Or64,
+            4 => EntryKind::AndNot64,
+            5 => EntryKind::Copy,
+            0x7f => EntryKind::Commit,
+            _ => return None,
+        })
+    }
+}
+
+/// A log area inside the pool: `cap` bytes at pool offset `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogArea {
+    /// Pool offset of the first entry.
+    pub off: usize,
+    /// Capacity in bytes.
+    pub cap: usize,
+}
+
+/// A valid entry found by [`scan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// What it means.
+    pub kind: EntryKind,
+    /// Pool offset it applies to (entry count for `Commit`).
+    pub target: u64,
+    /// Payload length.
+    pub len: u32,
+    /// Pool offset of the payload.
+    pub payload_off: usize,
+}
+
+/// Space an entry with `len` payload bytes takes in a log.
+#[inline]
+pub const fn entry_size(len: usize) -> usize {
+    ENTRY_HEADER + len.next_multiple_of(8)
+}
+
+#[inline]
+fn checksum(generation: u64, offset_kind: u64, len: u32, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    let mut head = [0u8; 20];
+    head[..8].copy_from_slice(&generation.to_le_bytes());
+    head[8..16].copy_from_slice(&offset_kind.to_le_bytes());
+    head[16..20].copy_from_slice(&len.to_le_bytes());
+    h.update(&head);
+    h.update(payload);
+    h.finalize()
+}
+
+/// Appends entries to one log for one generation. Volatile: it only
+/// remembers where the next entry goes.
+#[derive(Clone, Debug)]
+pub struct LogWriter {
+    area: LogArea,
+    generation: u64,
+    pos: usize,
+    count: u64,
+}
+
+impl LogWriter {
+    /// A writer for an empty log at `generation`.
+    pub fn new(area: LogArea, generation: u64) -> Self {
+        LogWriter {
+            area,
+            generation,
+            pos: 0,
+            count: 0,
+        }
+    }
+
+    /// Bytes still free.
+    pub fn remaining(&self) -> usize {
+        self.area.cap - self.pos
+    }
+
+    /// Entries appended so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether nothing was appended.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends an entry whose payload is `payload`, without draining.
+    /// Fails with [`Error::LogFull`] (writing nothing) if it does not fit.
+    ///
+    /// # Safety
+    /// The caller owns the log area exclusively (it holds the lane) and
+    /// `payload` does not overlap it.
+    pub unsafe fn append(
+        &mut self,
+        p: &Persister,
+        kind: EntryKind,
+        target: u64,
+        payload: &[u8],
+    ) -> Result<()> {
+        let need = entry_size(payload.len());
+        if need > self.remaining() || target > OFFSET_MASK || payload.len() > u32::MAX as usize {
+            return Err(Error::LogFull {
+                needed: need as u64,
+                available: self.remaining() as u64,
+            });
+        }
+        let offset_kind = ((kind as u64) << OFFSET_BITS) | target;
+        let len = payload.len() as u32;
+        let crc = checksum(self.generation, offset_kind, len, payload);
+        let mut head = [0u8; ENTRY_HEADER];
+        head[..8].copy_from_slice(&offset_kind.to_le_bytes());
+        head[8..12].copy_from_slice(&len.to_le_bytes());
+        head[12..16].copy_from_slice(&crc.to_le_bytes());
+        let at = self.area.off + self.pos;
+        // SAFETY: the caller owns the log area; `need <= remaining` keeps
+        // both copies inside it, and `payload` does not overlap it.
+        unsafe {
+            p.memcpy_nodrain(at + ENTRY_HEADER, payload);
+            p.memcpy_nodrain(at, &head);
+        }
+        self.pos += need;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Appends the redo commit record (the number of entries before it).
+    ///
+    /// # Safety
+    /// As for [`append`](Self::append).
+    pub unsafe fn append_commit(&mut self, p: &Persister) -> Result<()> {
+        let n = self.count;
+        // SAFETY: forwarded from the caller.
+        unsafe { self.append(p, EntryKind::Commit, n, &[]) }
+    }
+}
+
+/// Reads the valid entries of a log at `generation` from `pool` (the whole
+/// pool's bytes), stopping at the first entry that is torn, stale or out of
+/// bounds. `target_ok(offset, len)` says whether an entry may touch that
+/// pool range; an entry failing it ends the scan and is reported through
+/// the returned flag.
+pub fn scan(
+    pool: &[u8],
+    area: LogArea,
+    generation: u64,
+    target_ok: impl Fn(u64, u64) -> bool,
+) -> ScanResult {
+    let mut out = ScanResult::default();
+    let Some(log) = pool.get(area.off..area.off.saturating_add(area.cap)) else {
+        out.bad_target = true;
+        return out;
+    };
+    let mut pos = 0usize;
+    while pos + ENTRY_HEADER <= log.len() {
+        let h = &log[pos..pos + ENTRY_HEADER];
+        let offset_kind = u64::from_le_bytes(h[..8].try_into().unwrap_or_default());
+        let len = u32::from_le_bytes(h[8..12].try_into().unwrap_or_default());
+        let crc = u32::from_le_bytes(h[12..16].try_into().unwrap_or_default());
+        let Some(kind) = EntryKind::from_u8((offset_kind >> OFFSET_BITS) as u8) else {
+            break;
+        };
+        let need = entry_size(len as usize);
+        if need > log.len() - pos {
+            break;
+        }
+        let payload = &log[pos + ENTRY_HEADER..pos + ENTRY_HEADER + len as usize];
+        if checksum(generation, offset_kind, len, payload) != crc {
+            break;
+        }
+        let target = offset_kind & OFFSET_MASK;
+        let shape_ok = match kind {
+            EntryKind::Set64 | EntryKind::Or64 | EntryKind::AndNot64 => len == 8 && target % 8 == 0,
+            EntryKind::Commit => len == 0,
+            EntryKind::Snapshot | EntryKind::Copy => len > 0,
+        };
+        if !shape_ok || (kind != EntryKind::Commit && !target_ok(target, u64::from(len))) {
+            out.bad_target = true;
+            break;
+        }
+        if kind == EntryKind::Commit {
+            out.committed = target == out.entries.len() as u64;
+            break;
+        }
+        out.entries.push(Entry {
+            kind,
+            target,
+            len,
+            payload_off: area.off + pos + ENTRY_HEADER,
+        });
+        pos += need;
+    }
+    out
+}
+
+/// What [`scan`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanResult {
+    /// The valid entries, oldest first (the commit record excluded).
+    pub entries: Vec<Entry>,
+    /// Whether a commit record closes them (redo logs).
+    pub committed: bool,
+    /// Whether the scan stopped at a checksum-valid entry aiming outside the
+    /// ranges a log may touch (a damaged or foreign pool).
+    pub bad_target: bool,
+}
