@@ -3,6 +3,11 @@
 //! `std::is_x86_feature_detected!` does not know `clwb` or `clflushopt`, so
 //! CPUID leaf 7 (sub-leaf 0) is read directly: EBX bit 24 is CLWB, bit 23
 //! CLFLUSHOPT, bit 16 AVX512F (Intel SDM vol. 2A, CPUID, table 3-8).
+//!
+//! As in libpmem, the environment can switch features *off* (never on, so a
+//! setting can never make the library execute an instruction the CPU lacks),
+//! which lets tests and benchmarks force each path: `PMEM_NO_CLWB=1`,
+//! `PMEM_NO_CLFLUSHOPT=1`, `PMEM_AVX=0`, `PMEM_AVX512F=0`.
 
 use std::sync::OnceLock;
 
@@ -21,10 +26,36 @@ pub struct CpuFeatures {
     pub sse2: bool,
 }
 
-/// The features of this CPU, detected on first call.
+/// The features the persistence primitives may use: [`hardware`] minus
+/// those switched off in the environment (read on first call).
 pub fn features() -> &'static CpuFeatures {
     static F: OnceLock<CpuFeatures> = OnceLock::new();
+    F.get_or_init(|| with_env_overrides(*hardware(), |k| std::env::var(k).ok()))
+}
+
+/// What the CPU (and OS) support, ignoring the environment.
+pub fn hardware() -> &'static CpuFeatures {
+    static F: OnceLock<CpuFeatures> = OnceLock::new();
     F.get_or_init(detect)
+}
+
+/// Applies libpmem's switches: `PMEM_NO_CLWB=1`, `PMEM_NO_CLFLUSHOPT=1`,
+/// `PMEM_AVX=0`, `PMEM_AVX512F=0` each turn one feature off.
+fn with_env_overrides(mut f: CpuFeatures, var: impl Fn(&str) -> Option<String>) -> CpuFeatures {
+    let is = |k: &str, v: &str| var(k).is_some_and(|x| x.trim() == v);
+    if is("PMEM_NO_CLWB", "1") {
+        f.clwb = false;
+    }
+    if is("PMEM_NO_CLFLUSHOPT", "1") {
+        f.clflushopt = false;
+    }
+    if is("PMEM_AVX", "0") {
+        f.avx = false;
+    }
+    if is("PMEM_AVX512F", "0") {
+        f.avx512f = false;
+    }
+    f
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -50,4 +81,42 @@ fn detect() -> CpuFeatures {
 #[cfg(not(target_arch = "x86_64"))]
 fn detect() -> CpuFeatures {
     CpuFeatures::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_switches_only_turn_features_off() {
+        let all = CpuFeatures {
+            clwb: true,
+            clflushopt: true,
+            avx512f: true,
+            avx: true,
+            sse2: true,
+        };
+        let env = |k: &str| match k {
+            "PMEM_NO_CLWB" => Some("1".to_string()),
+            "PMEM_AVX512F" => Some("0".to_string()),
+            "PMEM_AVX" => Some("1".to_string()),
+            _ => None,
+        };
+        let f = with_env_overrides(all, env);
+        assert!(!f.clwb && f.clflushopt && !f.avx512f && f.avx);
+        let none = CpuFeatures::default();
+        let on = |_: &str| Some("1".to_string());
+        assert_eq!(with_env_overrides(none, on), none);
+    }
+
+    #[test]
+    fn detected_features_are_consistent() {
+        let h = hardware();
+        assert!(h.sse2);
+        // AVX-512F implies AVX on every CPU that has it.
+        assert!(!h.avx512f || h.avx);
+        let f = features();
+        assert!(!f.clwb || h.clwb);
+        assert!(!f.avx512f || h.avx512f);
+    }
 }

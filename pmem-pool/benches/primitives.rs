@@ -1,0 +1,284 @@
+//! Micro-benchmarks of the Pmem-mode persistence primitives, on a file
+//! mapped `MAP_SHARED` from /dev/shm (or `$PMEM_BENCH_DIR`), printed as a
+//! table to set beside `/work/shared/peer/pmdk/primitives.c`.
+//!
+//! Run: `cargo bench -p pmem-pool --bench primitives [-- [line] [range]
+//! [copy] [size] [COPY_MIB]]`: the named sections only (default all);
+//! COPY_MIB, default 512, is the total of the 8 MiB-chunk copy test.
+//!
+//! Every figure is the median over blocks of calls (robust against other
+//! tenants of a shared machine), as in primitives.c.
+
+use pmem_pool::cpu;
+use pmem_pool::persist::flush::{self, FlushInstr};
+use pmem_pool::persist::nt::{self, NtKind};
+use pmem_pool::persist::{CACHE_LINE, CacheFns, NT_THRESHOLD};
+use std::hint::black_box;
+use std::ptr;
+use std::time::Instant;
+
+const MIB: usize = 1 << 20;
+
+/// A fresh file of `len` bytes in the bench directory, mapped shared and
+/// faulted in (the file is unlinked at once; the mapping keeps it).
+fn map_file(len: usize) -> memmap2::MmapMut {
+    let dir = std::env::var_os("PMEM_BENCH_DIR").unwrap_or_else(|| "/dev/shm".into());
+    let file = tempfile::tempfile_in(&dir).expect("create the bench file (set PMEM_BENCH_DIR)");
+    file.set_len(len as u64).expect("size the bench file");
+    // SAFETY: the file is private to this process and never resized.
+    let mut m = unsafe { memmap2::MmapMut::map_mut(&file).expect("mmap the bench file") };
+    m.fill(1);
+    m
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs `blocks` blocks of `per_block` calls of `f(i)`; returns the median
+/// nanoseconds per call (after one untimed warm-up block).
+fn per_call_ns(blocks: usize, per_block: usize, mut f: impl FnMut(usize)) -> f64 {
+    for i in 0..per_block {
+        f(i);
+    }
+    let mut t = Vec::with_capacity(blocks);
+    for b in 0..blocks {
+        let t0 = Instant::now();
+        for j in 0..per_block {
+            f(b * per_block + j);
+        }
+        t.push(t0.elapsed().as_nanos() as f64 / per_block as f64);
+    }
+    median(&mut t)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let copy_mib: usize = args
+        .iter()
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(512)
+        .max(8);
+    let named = ["line", "range", "copy", "size"];
+    let any_named = args.iter().any(|a| named.contains(&a.as_str()));
+    let run = |s: &str| !any_named || args.iter().any(|a| a == s);
+    let f = cpu::features();
+    let best = CacheFns::detect();
+    println!(
+        "# cpu: clwb={} clflushopt={} avx={} avx512f={}; picked flush={} nt={}",
+        f.clwb,
+        f.clflushopt,
+        f.avx,
+        f.avx512f,
+        best.flush.name(),
+        best.nt.name()
+    );
+
+    if run("line") || run("range") {
+        lines_and_ranges(f, run("line"), run("range"));
+    }
+    if run("copy") {
+        bulk_copy(f, best, copy_mib);
+    }
+    if run("size") {
+        for hot in [false, true] {
+            per_size(best, hot);
+        }
+    }
+}
+
+/// Sections 1 and 2: one line, and a dirty range.
+fn lines_and_ranges(f: &cpu::CpuFeatures, line: bool, range: bool) {
+    // 1. One line: 8-byte store, flush, sfence; lines cycle over 1 MiB.
+    let mut m = map_file(MIB);
+    let base = m.as_mut_ptr();
+    let lines = MIB / CACHE_LINE;
+    println!("\n## one line: store 8 B + flush + sfence (1 MiB region, 4 M iters)");
+    println!("{:<28} {:>10}", "variant", "ns/line");
+    let mut variants: Vec<Option<FlushInstr>> = vec![None];
+    variants.extend(FlushInstr::available(f).into_iter().map(Some));
+    for v in variants.iter().filter(|_| line) {
+        let ns = per_call_ns(400, 10_000, |i| {
+            // SAFETY: the line index is reduced modulo the 1 MiB mapping.
+            unsafe {
+                let l = base.add((i % lines) * CACHE_LINE);
+                ptr::write_volatile(l.cast::<u64>(), i as u64);
+                if let Some(instr) = v {
+                    flush::flush_range(*instr, l, 8);
+                }
+            }
+            flush::sfence();
+        });
+        let name = v.map_or("none", FlushInstr::name);
+        println!("{:<28} {:>10.1}", format!("store+{name}+sfence"), ns);
+    }
+
+    // 2. A dirty range, then flush every line + one sfence.
+    println!("\n## range: dirty (untimed), flush every line + one sfence");
+    println!(
+        "{:<28} {:>8} {:>12} {:>10}",
+        "variant", "bytes", "ns/range", "ns/line"
+    );
+    let sizes = if range {
+        &[(4096usize, 100_000usize), (MIB, 500)][..]
+    } else {
+        &[]
+    };
+    for &(size, reps) in sizes {
+        for instr in FlushInstr::available(f) {
+            let mut t = Vec::with_capacity(reps);
+            for r in 0..reps {
+                m[..size].fill(r as u8);
+                let t0 = Instant::now();
+                // SAFETY: 0..size lies inside the 1 MiB mapping.
+                unsafe { flush::flush_range(instr, base, size) };
+                flush::sfence();
+                t.push(t0.elapsed().as_nanos() as f64);
+            }
+            let per = median(&mut t);
+            let name = format!("range_{}+1sfence", instr.name());
+            let per_line = per / (size / CACHE_LINE) as f64;
+            println!("{name:<28} {size:>8} {per:>12.0} {per_line:>10.2}");
+        }
+    }
+}
+
+/// Section 3: bulk copy in 8 MiB chunks.
+fn bulk_copy(f: &cpu::CpuFeatures, best: CacheFns, copy_mib: usize) {
+    // 3. Bulk copy into the mapping in 8 MiB chunks, one sfence per chunk.
+    const CHUNK: usize = 8 * MIB;
+    let total = copy_mib / 8 * 8 * MIB;
+    let nch = total / CHUNK;
+    let mut dst = map_file(total);
+    let big: Vec<u8> = (0..total).map(|i| (i * 7) as u8).collect();
+    println!(
+        "\n## copy {} MiB in 8 MiB chunks, sfence per chunk",
+        total / MIB
+    );
+    println!(
+        "{:<28} {:>6} {:>12} {:>14}",
+        "variant", "src", "MiB/s(med)", "MiB/s(total)"
+    );
+    type CopyFn = Box<dyn Fn(*mut u8, *const u8)>;
+    let mut copies: Vec<(String, CopyFn)> = vec![
+        (
+            "memcpy".into(),
+            Box::new(|d, s| {
+                // SAFETY: callers pass CHUNK-byte ranges inside `dst` and
+                // `big`, which do not overlap.
+                unsafe { ptr::copy_nonoverlapping(s, d, CHUNK) }
+            }),
+        ),
+        (
+            format!("memcpy+{}+sfence", best.flush.name()),
+            Box::new(move |d, s| {
+                // SAFETY: as above.
+                unsafe {
+                    ptr::copy_nonoverlapping(s, d, CHUNK);
+                    flush::flush_range(best.flush, d, CHUNK);
+                }
+                flush::sfence();
+            }),
+        ),
+    ];
+    for kind in NtKind::available(f) {
+        let c = CacheFns { nt: kind, ..best };
+        copies.push((
+            format!("nt_{}+sfence", kind.name()),
+            Box::new(move |d, s| {
+                // SAFETY: as above.
+                unsafe { nt::memcpy_nt_nodrain(c, d, s, CHUNK) };
+                flush::sfence();
+            }),
+        ));
+    }
+    for src_big in [true, false] {
+        for (name, copy) in &copies {
+            let mut t = Vec::with_capacity(nch);
+            let t_all = Instant::now();
+            for c in 0..nch {
+                // SAFETY: chunk c lies inside dst (nch * CHUNK == total).
+                let d = unsafe { dst.as_mut_ptr().add(c * CHUNK) };
+                let s = if src_big {
+                    big[c * CHUNK..].as_ptr()
+                } else {
+                    big.as_ptr()
+                };
+                let t0 = Instant::now();
+                copy(d, s);
+                t.push(t0.elapsed().as_secs_f64());
+            }
+            let all = t_all.elapsed().as_secs_f64();
+            let med = 8.0 / median(&mut t);
+            let tot = (total / MIB) as f64 / all;
+            let src = if src_big { "big" } else { "8M" };
+            println!("{name:<28} {src:>6} {med:>12.0} {tot:>14.0}");
+        }
+    }
+    black_box(&dst);
+}
+
+/// Section 4: per-call cost by size: what ships (memcpy_nodrain, streaming
+/// from NT_THRESHOLD up) against each path forced, each + one sfence.
+/// Cold: destinations advance through 32 MiB, so lines are not cached (as
+/// for fresh objects). Hot: the same destination every call (as for a log
+/// or a counter rewritten in a loop).
+fn per_size(best: CacheFns, hot: bool) {
+    const REGION: usize = 32 * MIB;
+    let mut m = map_file(REGION);
+    let base = m.as_mut_ptr();
+    let src: Vec<u8> = (0..64 * 1024).map(|i| (i * 13) as u8).collect();
+    println!(
+        "\n## per call, + one sfence (ns), {} destination; memcpy_nodrain streams from {NT_THRESHOLD} B, nt = {}",
+        if hot {
+            "hot (same)"
+        } else {
+            "cold (cycling 32 MiB)"
+        },
+        best.nt.name()
+    );
+    println!(
+        "{:>8} {:>16} {:>16} {:>16} {:>10}",
+        "bytes", "memcpy_nodrain", "plain+flush", "nt(forced)", "nt/plain"
+    );
+    let mut size = 64;
+    while size <= 64 * 1024 {
+        let slots = if hot { 1 } else { REGION / size };
+        let per_block = (256 * 1024 / size).max(16);
+        let dst_of = move |i: usize| {
+            // SAFETY: slot index reduced modulo the number of whole slots.
+            unsafe { base.add((i % slots) * size) }
+        };
+        let sp = src.as_ptr();
+        let shipped = per_call_ns(100, per_block, |i| {
+            // SAFETY: dst_of(i)..+size is inside the mapping, sp..+size
+            // inside src (size <= 64 KiB), distinct memory.
+            unsafe { nt::memcpy_nodrain(best, dst_of(i), sp, size) };
+            flush::sfence();
+        });
+        let plain = per_call_ns(100, per_block, |i| {
+            let d = dst_of(i);
+            // SAFETY: as above.
+            unsafe {
+                ptr::copy_nonoverlapping(sp, d, size);
+                flush::flush_range(best.flush, d, size);
+            }
+            flush::sfence();
+        });
+        let forced = per_call_ns(100, per_block, |i| {
+            // SAFETY: as above.
+            unsafe { nt::memcpy_nt_nodrain(best, dst_of(i), sp, size) };
+            flush::sfence();
+        });
+        let ratio = forced / plain;
+        println!("{size:>8} {shipped:>16.1} {plain:>16.1} {forced:>16.1} {ratio:>10.2}");
+        size *= 2;
+    }
+    black_box(&mut m);
+}

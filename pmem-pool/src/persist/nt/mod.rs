@@ -1,0 +1,300 @@
+//! Non-temporal copy and fill.
+//!
+//! One small file per CPU variant, as libpmem2 does: [`sse2`], [`avx`] and
+//! [`avx512`] each stream whole, 64-byte-aligned lines. This module splits a
+//! destination range into an unaligned head, an aligned middle of whole lines
+//! and a tail; the head and tail (each inside one line) are written with
+//! plain stores and, in `Pmem` mode, flushed; the middle is streamed when the
+//! copy is at least [`NT_THRESHOLD`] long. Nothing here fences: the caller's
+//! `drain` (`sfence`) completes the streaming stores and the flushes.
+//!
+//! # Safety
+//! Each variant requires its instruction set; [`NtKind::supported`] checks
+//! the requested kind against the detected features before every call, so a
+//! hand-built [`CacheFns`] naming a kind this CPU lacks degrades to one it
+//! has instead of faulting. The destination must be writable and exclusively
+//! accessed for the call; the source readable and not overlapping it.
+
+mod avx;
+mod avx512;
+mod sse2;
+
+use super::flush::{FlushInstr, flush_range};
+use super::{CACHE_LINE, CacheFns, NT_THRESHOLD};
+use crate::cpu::CpuFeatures;
+use core::ptr;
+
+/// Line size the variants stream (x86 cache line).
+const LINE: usize = CACHE_LINE;
+/// Lines per unrolled loop iteration in the variants.
+const UNROLL: usize = 4;
+
+/// Width of the non-temporal stores used for bulk copies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NtKind {
+    /// 16-byte `movntdq` (SSE2).
+    Sse2,
+    /// 32-byte `vmovntdq` (AVX).
+    Avx,
+    /// 64-byte `vmovntdq` (AVX-512F).
+    Avx512,
+}
+
+impl NtKind {
+    /// The widest kind this CPU supports (libpmem2's order: AVX-512F, AVX,
+    /// SSE2).
+    pub fn best(f: &CpuFeatures) -> Self {
+        if f.avx512f {
+            NtKind::Avx512
+        } else if f.avx {
+            NtKind::Avx
+        } else {
+            NtKind::Sse2
+        }
+    }
+
+    /// Every kind this CPU supports, widest first (for tests and
+    /// benchmarks that exercise each path).
+    pub fn available(f: &CpuFeatures) -> Vec<Self> {
+        let mut v = Vec::with_capacity(3);
+        if f.avx512f {
+            v.push(NtKind::Avx512);
+        }
+        if f.avx {
+            v.push(NtKind::Avx);
+        }
+        v.push(NtKind::Sse2);
+        v
+    }
+
+    /// `self` if this CPU supports it, else the widest narrower kind it
+    /// does support.
+    #[inline]
+    pub fn supported(self, f: &CpuFeatures) -> Self {
+        match self {
+            NtKind::Avx512 if f.avx512f => NtKind::Avx512,
+            NtKind::Avx512 | NtKind::Avx if f.avx => NtKind::Avx,
+            _ => NtKind::Sse2,
+        }
+    }
+
+    /// A short name for reports (`sse2`, `avx`, `avx512`).
+    pub fn name(self) -> &'static str {
+        match self {
+            NtKind::Sse2 => "sse2",
+            NtKind::Avx => "avx",
+            NtKind::Avx512 => "avx512",
+        }
+    }
+}
+
+/// Copies `len` bytes and starts making them durable (Pmem mode): below
+/// [`NT_THRESHOLD`] plain stores then a flush of the lines written, else
+/// [`memcpy_nt_nodrain`]. Durable after the next `sfence`.
+///
+/// # Safety
+/// `dst..dst+len` mapped and exclusively accessed; `src` readable for `len`
+/// bytes and not overlapping.
+#[inline]
+pub unsafe fn memcpy_nodrain(c: CacheFns, dst: *mut u8, src: *const u8, len: usize) {
+    if len < NT_THRESHOLD {
+        // SAFETY: caller's contract.
+        unsafe {
+            ptr::copy_nonoverlapping(src, dst, len);
+            flush_range(c.flush, dst, len);
+        }
+    } else {
+        // SAFETY: caller's contract.
+        unsafe { memcpy_nt_nodrain(c, dst, src, len) }
+    }
+}
+
+/// Fills `len` bytes and starts making them durable (Pmem mode), choosing
+/// the path by length as [`memcpy_nodrain`] does.
+///
+/// # Safety
+/// `dst..dst+len` mapped and exclusively accessed.
+#[inline]
+pub unsafe fn memset_nodrain(c: CacheFns, dst: *mut u8, byte: u8, len: usize) {
+    if len < NT_THRESHOLD {
+        // SAFETY: caller's contract.
+        unsafe {
+            ptr::write_bytes(dst, byte, len);
+            flush_range(c.flush, dst, len);
+        }
+    } else {
+        // SAFETY: caller's contract.
+        unsafe { memset_nt_nodrain(c, dst, byte, len) }
+    }
+}
+
+/// Copy for eADR platforms: no flush needed, durable after the fence.
+/// Long copies still stream, to keep the copied data out of the cache.
+///
+/// # Safety
+/// As for [`memcpy_nodrain`].
+#[inline]
+pub unsafe fn memcpy_eadr(c: CacheFns, dst: *mut u8, src: *const u8, len: usize) {
+    if len < NT_THRESHOLD {
+        // SAFETY: caller's contract.
+        unsafe { ptr::copy_nonoverlapping(src, dst, len) }
+    } else {
+        // SAFETY: caller's contract.
+        unsafe { copy_split(c.nt, None, dst, src, len) }
+    }
+}
+
+/// Fill for eADR platforms.
+///
+/// # Safety
+/// As for [`memset_nodrain`].
+#[inline]
+pub unsafe fn memset_eadr(c: CacheFns, dst: *mut u8, byte: u8, len: usize) {
+    if len < NT_THRESHOLD {
+        // SAFETY: caller's contract.
+        unsafe { ptr::write_bytes(dst, byte, len) }
+    } else {
+        // SAFETY: caller's contract.
+        unsafe { fill_split(c.nt, None, dst, byte, len) }
+    }
+}
+
+/// The streaming path of [`memcpy_nodrain`] whatever the length: the
+/// aligned middle streamed with `c.nt`, the unaligned head and tail copied
+/// and flushed with `c.flush`. Exposed for benchmarks that measure where
+/// streaming starts to pay ([`NT_THRESHOLD`]).
+///
+/// # Safety
+/// As for [`memcpy_nodrain`].
+pub unsafe fn memcpy_nt_nodrain(c: CacheFns, dst: *mut u8, src: *const u8, len: usize) {
+    // SAFETY: caller's contract.
+    unsafe { copy_split(c.nt, Some(c.flush), dst, src, len) }
+}
+
+/// The streaming path of [`memset_nodrain`] whatever the length.
+///
+/// # Safety
+/// As for [`memset_nodrain`].
+pub unsafe fn memset_nt_nodrain(c: CacheFns, dst: *mut u8, byte: u8, len: usize) {
+    // SAFETY: caller's contract.
+    unsafe { fill_split(c.nt, Some(c.flush), dst, byte, len) }
+}
+
+/// Splits `dst..dst+len` into (head, middle, tail) lengths: the head runs to
+/// the first line boundary (or the end), the middle is whole lines.
+#[inline]
+fn split(dst: *const u8, len: usize) -> (usize, usize, usize) {
+    let head = ((LINE - (dst as usize & (LINE - 1))) & (LINE - 1)).min(len);
+    let mid = (len - head) & !(LINE - 1);
+    (head, mid, len - head - mid)
+}
+
+/// Head and tail with plain stores (flushed if `flush` is set), middle
+/// streamed with `kind`.
+///
+/// # Safety
+/// As for [`memcpy_nodrain`].
+unsafe fn copy_split(
+    kind: NtKind,
+    flush: Option<FlushInstr>,
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+) {
+    let (head, mid, tail) = split(dst, len);
+    // SAFETY: head + mid + tail == len, so every sub-range lies in the
+    // caller's dst and src ranges; the middle starts on a line boundary and
+    // is whole lines, as the variants require; each variant runs only if
+    // `supported` found its instruction set.
+    unsafe {
+        if head != 0 {
+            ptr::copy_nonoverlapping(src, dst, head);
+            if let Some(f) = flush {
+                flush_range(f, dst, head);
+            }
+        }
+        let (md, ms) = (dst.add(head), src.add(head));
+        if mid != 0 {
+            match kind.supported(crate::cpu::features()) {
+                NtKind::Avx512 => avx512::copy(md, ms, mid),
+                NtKind::Avx => avx::copy(md, ms, mid),
+                NtKind::Sse2 => sse2::copy(md, ms, mid),
+            }
+        }
+        if tail != 0 {
+            let (td, ts) = (md.add(mid), ms.add(mid));
+            ptr::copy_nonoverlapping(ts, td, tail);
+            if let Some(f) = flush {
+                flush_range(f, td, tail);
+            }
+        }
+    }
+}
+
+/// Fill counterpart of [`copy_split`].
+///
+/// # Safety
+/// As for [`memset_nodrain`].
+unsafe fn fill_split(kind: NtKind, flush: Option<FlushInstr>, dst: *mut u8, byte: u8, len: usize) {
+    let (head, mid, tail) = split(dst, len);
+    // SAFETY: as in `copy_split`.
+    unsafe {
+        if head != 0 {
+            ptr::write_bytes(dst, byte, head);
+            if let Some(f) = flush {
+                flush_range(f, dst, head);
+            }
+        }
+        let md = dst.add(head);
+        if mid != 0 {
+            match kind.supported(crate::cpu::features()) {
+                NtKind::Avx512 => avx512::fill(md, byte, mid),
+                NtKind::Avx => avx::fill(md, byte, mid),
+                NtKind::Sse2 => sse2::fill(md, byte, mid),
+            }
+        }
+        if tail != 0 {
+            let td = md.add(mid);
+            ptr::write_bytes(td, byte, tail);
+            if let Some(f) = flush {
+                flush_range(f, td, tail);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_covers_range() {
+        for a in 0..64usize {
+            for len in [0, 1, 63, 64, 65, 127, 128, 200, 256, 300] {
+                let p = (4096 + a) as *const u8;
+                let (h, m, t) = split(p, len);
+                assert_eq!(h + m + t, len);
+                assert!(h < 64 && t < 64 && m % 64 == 0);
+                if m > 0 {
+                    assert_eq!((4096 + a + h) % 64, 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn best_and_supported() {
+        let none = CpuFeatures::default();
+        assert_eq!(NtKind::best(&none), NtKind::Sse2);
+        assert_eq!(NtKind::Avx512.supported(&none), NtKind::Sse2);
+        let avx = CpuFeatures { avx: true, ..none };
+        assert_eq!(NtKind::best(&avx), NtKind::Avx);
+        assert_eq!(NtKind::Avx512.supported(&avx), NtKind::Avx);
+        assert_eq!(NtKind::available(&avx), vec![NtKind::Avx, NtKind::Sse2]);
+        let all = CpuFeatures {
+            avx512f: true,
+            ..avx
+        };
+        assert_eq!(NtKind::best(&all), NtKind::Avx512);
+    }
+}
