@@ -25,6 +25,7 @@ pub(crate) mod msync;
 pub mod nt;
 
 pub use flush::FlushInstr;
+pub use msync::{MsyncStats, msync_stats, reset_msync_stats};
 pub use nt::NtKind;
 
 use crate::error::Result;
