@@ -134,8 +134,9 @@ impl LogWriter {
         self.count == 0
     }
 
-    /// Appends an entry whose payload is `payload`, without draining.
-    /// Fails with [`Error::LogFull`] (writing nothing) if it does not fit.
+    /// Appends an entry whose payload is `payload`, without draining, and
+    /// returns the pool offset of the payload copy. Fails with
+    /// [`Error::LogFull`] (writing nothing) if it does not fit.
     ///
     /// # Safety
     /// The caller owns the log area exclusively (it holds the lane) and
@@ -146,7 +147,7 @@ impl LogWriter {
         kind: EntryKind,
         target: u64,
         payload: &[u8],
-    ) -> Result<()> {
+    ) -> Result<usize> {
         let need = entry_size(payload.len());
         if need > self.remaining() || target > OFFSET_MASK || payload.len() > u32::MAX as usize {
             return Err(Error::LogFull {
@@ -170,7 +171,7 @@ impl LogWriter {
         }
         self.pos += need;
         self.count += 1;
-        Ok(())
+        Ok(at + ENTRY_HEADER)
     }
 
     /// Appends the redo commit record (the number of entries before it).
@@ -180,7 +181,7 @@ impl LogWriter {
     pub unsafe fn append_commit(&mut self, p: &Persister) -> Result<()> {
         let n = self.count;
         // SAFETY: forwarded from the caller.
-        unsafe { self.append(p, EntryKind::Commit, n, &[]) }
+        unsafe { self.append(p, EntryKind::Commit, n, &[]) }.map(|_| ())
     }
 }
 

@@ -1,6 +1,40 @@
-//! Transactions over a pmem-obj pool: undo log for user data, redo log for
-//! allocator publish/free, one commit point, recovery at open, and the typed
-//! API (`PPtr<T>`, `Persistent`, root object).
+//! `pmem-tx`: transactions over a pmem-obj pool, and the typed API.
 //!
-//! Not built yet: delivered by its own issue.
+//! It owns the undo-log transaction protocol (snapshot, commit point,
+//! rollback, nesting), recovery at open (through `pmem-pool`'s lanes), the
+//! root object, typed pool-relative pointers ([`PPtr`]) and the
+//! [`Persistent`] bound, and the range lock table that keeps safe code
+//! sound when threads share a pool.
+//!
+//! # Invariants
+//! - A byte of the heap changes inside a transaction only after its old
+//!   content is durable in the transaction's undo log (or it was declared
+//!   fresh), and only while the transaction holds its stripe exclusively.
+//! - A transaction's changes are durable before its commit point (the
+//!   persisted generation bump of its lane); the transaction returns only
+//!   after it.
+//! - Safe code sees pool memory only through guards (`PRef`, `TxRef`,
+//!   `TxMut`) whose bytes are locked, so a `&T` never coexists with a
+//!   `&mut T` to the same bytes and threads never race on them.
+//!
+//! # Unsafe boundary
+//! `unsafe` is denied at the crate root and allowed in `pool` (resolving a
+//! checked pointer into the mapping), `tx` (guards, snapshots, rollback) and
+//! `ptr` (the `Pod` impls of `PPtr`). `UNSAFE.md` explains the discipline.
 #![deny(unsafe_code)]
+
+mod error;
+mod locks;
+#[allow(unsafe_code)]
+mod pool;
+#[allow(unsafe_code)]
+mod ptr;
+#[allow(unsafe_code)]
+mod tx;
+
+pub use bytemuck;
+pub use error::{Error, Result};
+pub use pmem_pool::{Mode, ModeChoice, PoolOptions};
+pub use pool::{DEFAULT_LOCK_TIMEOUT, PRef, Pool};
+pub use ptr::{PPtr, Persistent};
+pub use tx::{Flags, Tx, TxMut, TxRef};

@@ -1,0 +1,302 @@
+//! `Pool`: an open pool with recovery done, lanes, the range lock table,
+//! and the typed entry points (root object, reads, transactions).
+
+use crate::error::{Error, Result};
+use crate::locks::{Mode, RangeLocks, stripes};
+use crate::ptr::{PPtr, Persistent};
+use pmem_pool::lane::{LaneLayout, LaneState, Recovered};
+use pmem_pool::lane_set::LaneSet;
+use pmem_pool::{Mode as PersistMode, ModeChoice, PoolOptions, RawPool};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Pool offset of the root object's offset in the state block.
+pub(crate) const ROOT_OFFSET_FIELD: u64 = pmem_pool::STATE_OFFSET + 0x10;
+/// Pool offset of the root object's size in the state block.
+pub(crate) const ROOT_SIZE_FIELD: u64 = pmem_pool::STATE_OFFSET + 0x18;
+/// Alignment of the root object (a cache line).
+const ROOT_ALIGN: u64 = 64;
+/// Default time a transaction waits for bytes another one holds.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+
+static INSTANCES: AtomicU64 = AtomicU64::new(1);
+
+/// An open pool of persistent objects. `Sync`: share it between threads by
+/// reference (or in an `Arc`); each thread runs its own transactions.
+pub struct Pool {
+    pub(crate) raw: RawPool,
+    pub(crate) lanes: LaneSet,
+    pub(crate) layout: LaneLayout,
+    pub(crate) locks: RangeLocks,
+    pub(crate) id: u64,
+    pub(crate) instance: u64,
+    recovered: Vec<Recovered>,
+    root_lock: Mutex<()>,
+}
+
+impl Pool {
+    /// Creates a pool file of `size` bytes with the given layout name.
+    pub fn create(path: impl AsRef<Path>, layout: &str, size: u64) -> Result<Pool> {
+        Self::create_with(path, layout, size, &PoolOptions::new())
+    }
+
+    /// [`create`](Self::create) with options (mode, prefault, lanes).
+    pub fn create_with(
+        path: impl AsRef<Path>,
+        layout: &str,
+        size: u64,
+        opts: &PoolOptions,
+    ) -> Result<Pool> {
+        let raw = RawPool::create(path.as_ref(), layout, size, opts)?;
+        Self::from_raw(raw)
+    }
+
+    /// Opens a pool, checking its layout name, and recovers interrupted
+    /// transactions before returning.
+    pub fn open(path: impl AsRef<Path>, layout: &str) -> Result<Pool> {
+        Self::open_with(path, Some(layout), &PoolOptions::new())
+    }
+
+    /// [`open`](Self::open) with options; `layout` `None` accepts any.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        layout: Option<&str>,
+        opts: &PoolOptions,
+    ) -> Result<Pool> {
+        let raw = RawPool::open(path.as_ref(), layout, opts)?;
+        Self::from_raw(raw)
+    }
+
+    /// Wraps an open `RawPool`: recovers every lane (read-write pools), or
+    /// refuses a read-only pool whose lanes need recovery.
+    pub fn from_raw(raw: RawPool) -> Result<Pool> {
+        let layout = LaneLayout::from_header(raw.header());
+        let recovered = if raw.is_read_only() {
+            // SAFETY: the mapping is live for `raw`'s life and nothing writes
+            // to it (read-only); the slice is dropped at the end of the block.
+            let bytes = unsafe { std::slice::from_raw_parts(raw.base(), raw.size() as usize) };
+            let pending: Vec<u32> = (0..layout.count)
+                .filter(|&i| pmem_pool::lane::inspect(bytes, &layout, i) != LaneState::Idle)
+                .collect();
+            if !pending.is_empty() {
+                return Err(Error::NeedsRecovery { lanes: pending });
+            }
+            Vec::new()
+        } else {
+            // SAFETY: the pool was just opened; nothing else references its
+            // mapping yet.
+            unsafe { pmem_pool::lane::recover(raw.persister(), &layout)? }
+        };
+        let uuid = raw.header().uuid;
+        let id = u64::from_le_bytes(uuid[..8].try_into().unwrap_or([0; 8])) | 1;
+        Ok(Pool {
+            lanes: LaneSet::new(layout.count),
+            layout,
+            locks: RangeLocks::new(DEFAULT_LOCK_TIMEOUT),
+            id,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            recovered,
+            root_lock: Mutex::new(()),
+            raw,
+        })
+    }
+
+    /// The pool layer underneath (header, persister, mode).
+    pub fn raw(&self) -> &RawPool {
+        &self.raw
+    }
+
+    /// The persistence mode in force.
+    pub fn mode(&self) -> PersistMode {
+        self.raw.persister().mode()
+    }
+
+    /// The mode and why it was chosen.
+    pub fn mode_choice(&self) -> &ModeChoice {
+        self.raw.mode_choice()
+    }
+
+    /// What recovery did at open: one entry per lane that held an
+    /// interrupted transaction.
+    pub fn recovered(&self) -> &[Recovered] {
+        &self.recovered
+    }
+
+    /// This pool's id, carried by every [`PPtr`] into it.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How long a transaction waits for bytes held by another before it
+    /// fails with [`Error::Conflict`] (default 500 ms).
+    pub fn set_lock_timeout(&self, t: Duration) {
+        self.locks.set_timeout(t);
+    }
+
+    /// Lanes held by running transactions right now.
+    pub fn lanes_in_use(&self) -> u32 {
+        self.lanes.in_use()
+    }
+
+    /// Closes the pool cleanly.
+    pub fn close(self) -> Result<()> {
+        Ok(self.raw.close()?)
+    }
+
+    /// Checks that `p` designates `len` bytes inside the heap, aligned for
+    /// `align`, in this pool. Returns the offset.
+    pub(crate) fn check(&self, p: PPtr<()>, len: u64, align: u64) -> Result<u64> {
+        if p.is_null() {
+            return Err(Error::Null);
+        }
+        if p.pool_id() != self.id {
+            return Err(Error::WrongPool {
+                found: p.pool_id(),
+                expected: self.id,
+            });
+        }
+        let off = p.offset();
+        let bad = |reason| Error::BadPointer {
+            offset: off,
+            size: len,
+            reason,
+        };
+        let heap = self.raw.header().heap_offset;
+        let end = off.checked_add(len).ok_or_else(|| bad("overflows"))?;
+        if off < heap || end > self.raw.size() {
+            return Err(bad("outside the heap"));
+        }
+        if off % align != 0 {
+            return Err(bad("misaligned for its type"));
+        }
+        Ok(off)
+    }
+
+    pub(crate) fn check_typed<T>(&self, p: PPtr<T>) -> Result<u64> {
+        self.check(p.cast(), size_of::<T>() as u64, align_of::<T>() as u64)
+    }
+
+    /// Reads a u64 of the state block.
+    fn state_u64(&self, off: u64) -> u64 {
+        // SAFETY: `off` is one of the 8-aligned state-block fields, inside
+        // the mapping; the fields are only written by transactions holding
+        // `root_lock` with 8-byte stores, so a racing read sees either value.
+        unsafe { (self.raw.base().add(off as usize) as *const u64).read_volatile() }
+    }
+
+    /// The root object, created zeroed on first use. Its size is fixed at
+    /// creation: asking for a type of another size is an error.
+    pub fn root<T: Persistent>(&self) -> Result<PPtr<T>> {
+        let size = size_of::<T>() as u64;
+        let make = |off| PPtr::<T>::from_raw(self.id, off);
+        let existing = self.state_u64(ROOT_OFFSET_FIELD);
+        if existing != 0 {
+            return self.checked_root(make(existing), size);
+        }
+        let _g = self.root_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let existing = self.state_u64(ROOT_OFFSET_FIELD);
+        if existing != 0 {
+            return self.checked_root(make(existing), size);
+        }
+        let h = self.raw.header();
+        let off = h.heap_offset.next_multiple_of(ROOT_ALIGN);
+        let available = (h.heap_offset + h.heap_size).saturating_sub(off);
+        if size.max(1) > available {
+            return Err(Error::OutOfSpace {
+                requested: size,
+                available,
+            });
+        }
+        self.transaction(|tx| -> Result<()> {
+            // The area was never part of an object: no snapshot needed, but
+            // it is zeroed and flushed at commit like any written range.
+            tx.zero_fresh(off, size.max(1))?;
+            tx.set_state_u64(ROOT_SIZE_FIELD, size.max(1))?;
+            tx.set_state_u64(ROOT_OFFSET_FIELD, off)?;
+            Ok(())
+        })?;
+        Ok(make(off))
+    }
+
+    fn checked_root<T>(&self, p: PPtr<T>, size: u64) -> Result<PPtr<T>> {
+        let stored = self.state_u64(ROOT_SIZE_FIELD);
+        if stored != size.max(1) {
+            return Err(Error::RootSize {
+                stored,
+                requested: size,
+            });
+        }
+        Ok(p)
+    }
+
+    /// Copies the object at `p` out of the pool. Locks it shared for the
+    /// duration of the copy, so it never observes a half-done transaction.
+    pub fn read<T: Persistent>(&self, p: PPtr<T>) -> Result<T> {
+        let g = self.get(p)?;
+        Ok(*g)
+    }
+
+    /// A shared reference to the object at `p`, valid while the guard
+    /// lives; the bytes stay locked against writers until it is dropped.
+    /// Do not hold one across a transaction that writes the same bytes on
+    /// this thread: that transaction would wait for it and fail with
+    /// [`Error::Conflict`].
+    pub fn get<T: Persistent>(&self, p: PPtr<T>) -> Result<PRef<'_, T>> {
+        let off = self.check_typed(p)?;
+        let len = size_of::<T>() as u64;
+        let mut taken = Vec::new();
+        for s in stripes(off, len) {
+            if !self.locks.lock_shared(s) {
+                for t in taken {
+                    self.locks.unlock(t, Mode::Shared);
+                }
+                return Err(Error::Conflict { offset: off });
+            }
+            taken.push(s);
+        }
+        Ok(PRef {
+            pool: self,
+            // SAFETY: `check_typed` proved the object lies inside the live
+            // mapping and is aligned; the shared locks exclude writers for
+            // the guard's life.
+            ptr: unsafe { self.raw.base().add(off as usize) as *const T },
+            off,
+        })
+    }
+}
+
+/// A shared reference into the pool from [`Pool::get`]; unlocks on drop.
+pub struct PRef<'p, T> {
+    pool: &'p Pool,
+    ptr: *const T,
+    off: u64,
+}
+
+impl<T> std::ops::Deref for PRef<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: set by `Pool::get` to an aligned object inside the mapping,
+        // locked shared (no writer) until this guard drops.
+        unsafe { &*self.ptr }
+    }
+}
+
+impl<T> Drop for PRef<'_, T> {
+    fn drop(&mut self) {
+        for s in stripes(self.off, size_of::<T>() as u64) {
+            self.pool.locks.unlock(s, Mode::Shared);
+        }
+    }
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("path", &self.raw.path())
+            .field("mode", &self.mode())
+            .field("id", &format_args!("{:#x}", self.id))
+            .finish()
+    }
+}
