@@ -8,6 +8,7 @@
 //! anything else [`Mode::Msync`]).
 
 use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
 
 /// How the pool's stores are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -103,9 +104,125 @@ fn mode_from_vars(pmem_mode: Option<&str>, force: Option<&str>) -> Result<Option
     Ok(None)
 }
 
+/// Major and minor numbers of a `dev_t` (glibc's encoding).
+pub(crate) fn dev_major_minor(dev: u64) -> (u64, u64) {
+    let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0fff);
+    let minor = ((dev >> 12) & 0xffff_ff00) | (dev & 0x00ff);
+    (major, minor)
+}
+
+/// The sysfs directory of a character device (`/sys/dev/char/MAJ:MIN`).
+pub(crate) fn char_sysfs(rdev: u64) -> PathBuf {
+    let (ma, mi) = dev_major_minor(rdev);
+    PathBuf::from(format!("/sys/dev/char/{ma}:{mi}"))
+}
+
+/// Whether the character device `rdev` is a device-dax device: its sysfs
+/// subsystem is `dax` (`/sys/class/dax` or `/sys/bus/dax`).
+pub(crate) fn is_device_dax(rdev: u64) -> bool {
+    let sys = char_sysfs(rdev);
+    match std::fs::read_link(sys.join("subsystem")) {
+        Ok(target) => target.file_name().is_some_and(|n| n == "dax"),
+        Err(_) => false,
+    }
+}
+
+/// Size in bytes of the device-dax device `rdev`, from sysfs.
+pub(crate) fn device_dax_size(rdev: u64) -> Option<u64> {
+    let s = std::fs::read_to_string(char_sysfs(rdev).join("size")).ok()?;
+    s.trim().parse().ok()
+}
+
+/// The nd region's `persistence_domain` above a sysfs device directory:
+/// canonicalises it and walks up to the first `regionN` directory.
+fn persistence_domain_above(dev_dir: &Path) -> Option<String> {
+    let real = std::fs::canonicalize(dev_dir).ok()?;
+    for dir in real.ancestors() {
+        let is_region = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("region"));
+        if is_region {
+            let v = std::fs::read_to_string(dir.join("persistence_domain")).ok()?;
+            return Some(v.trim().to_string());
+        }
+    }
+    None
+}
+
+/// `persistence_domain` of the region behind a file on block device `dev`
+/// (the file's `st_dev`), or behind the device-dax device `rdev`.
+pub(crate) fn persistence_domain(dev: u64, device_dax: bool) -> Option<String> {
+    let (ma, mi) = dev_major_minor(dev);
+    let kind = if device_dax { "char" } else { "block" };
+    persistence_domain_above(Path::new(&format!("/sys/dev/{kind}/{ma}:{mi}")))
+}
+
+/// Upgrades a detected `Pmem` choice to `Eadr` when the platform's
+/// persistence domain is the CPU cache.
+pub(crate) fn refine_eadr(choice: ModeChoice, dev: u64, device_dax: bool) -> ModeChoice {
+    if choice.mode != Mode::Pmem {
+        return choice;
+    }
+    match persistence_domain(dev, device_dax).as_deref() {
+        Some("cpu_cache") => ModeChoice {
+            mode: Mode::Eadr,
+            reason: format!(
+                "{}; region persistence_domain is cpu_cache (eADR)",
+                choice.reason
+            ),
+        },
+        _ => choice,
+    }
+}
+
+/// The mode forced by the options or (unless `ignore_env`) the environment.
+pub(crate) fn forced_mode(opts: &crate::PoolOptions) -> Result<Option<ModeChoice>> {
+    if let Some(mode) = opts.mode {
+        return Ok(Some(ModeChoice {
+            mode,
+            reason: format!("forced by PoolOptions::mode({})", mode.name()),
+        }));
+    }
+    if opts.ignore_env {
+        return Ok(None);
+    }
+    mode_from_env()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dev_numbers_decode_like_glibc() {
+        // makedev(259, 3) and makedev(4095, 1 << 20 | 5).
+        assert_eq!(dev_major_minor((259 << 8) | 3), (259, 3));
+        let dev = ((4095u64 & 0xfff) << 8)
+            | ((4095u64 & !0xfff) << 32)
+            | (((1 << 20) | 5) & 0xff)
+            | ((((1u64 << 20) | 5) & !0xff) << 12);
+        assert_eq!(dev_major_minor(dev), (4095, (1 << 20) | 5));
+    }
+
+    #[test]
+    fn options_beat_environment() {
+        let o = crate::PoolOptions::new().mode(Mode::Eadr);
+        let c = forced_mode(&o).unwrap().unwrap();
+        assert_eq!(c.mode, Mode::Eadr);
+        assert!(c.reason.contains("PoolOptions"));
+        let o = crate::PoolOptions::new().ignore_env(true);
+        assert_eq!(forced_mode(&o).unwrap(), None);
+    }
+
+    #[test]
+    fn non_pmem_is_never_upgraded_to_eadr() {
+        let c = ModeChoice {
+            mode: Mode::Msync,
+            reason: "x".into(),
+        };
+        assert_eq!(refine_eadr(c.clone(), 0, false), c);
+    }
 
     #[test]
     fn pmem_mode_wins_over_pmdk_force() {
