@@ -96,6 +96,16 @@ pub enum Error {
         /// Whether the backup copy is intact (then `pmem repair` can fix it).
         backup_ok: bool,
     },
+    /// A header copy has the right magic and checksum but an invalid field
+    /// (a reserved field set, a bad layout name, impossible geometry).
+    BadHeader {
+        /// The pool path.
+        path: PathBuf,
+        /// Which copy: "primary" or "backup".
+        which: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// The file is shorter than the size its header records.
     Truncated {
         /// The pool path.
@@ -259,6 +269,15 @@ impl std::fmt::Display for Error {
                     write!(f, "; the backup header is damaged too")
                 }
             }
+            Error::BadHeader {
+                path,
+                which,
+                reason,
+            } => write!(
+                f,
+                "{}: {which} header is invalid: {reason}; run `pmem check` and `pmem repair`",
+                path.display()
+            ),
             Error::Truncated {
                 path,
                 expected,
