@@ -1,10 +1,16 @@
 //! Offline consistency check of a pool file (`pmem check`), without opening
 //! it as a pool: works on files whose header is damaged.
 //!
-//! TODO(H3): implementation. Later issues add lanes and heap to the report.
+//! Both header copies are validated independently (magic, checksum,
+//! fields), compared byte for byte, and the file size is compared with the
+//! size the header records. Only plain reads, under a shared `flock`.
+//! Later issues add lanes and heap to the report.
 
-use crate::error::Result;
-use crate::header::HeaderInfo;
+use crate::error::{Error, Result};
+use crate::header::{self, HeaderInfo, KNOWN_INCOMPAT, KNOWN_RO_COMPAT};
+use crate::layout::{BACKUP_HEADER_OFFSET, BLOCK_SIZE, HEADER_OFFSET, STATE_OFFSET};
+use crate::pool::{lock, open_file, read_block};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// The state of one header copy.
@@ -52,6 +58,195 @@ impl CheckReport {
 /// Checks the pool file at `path` read-only. `Err` means the check could
 /// not run (file missing, unreadable, locked by a writer).
 pub fn check_file(path: &Path) -> Result<CheckReport> {
-    let _ = path;
-    todo!("H3")
+    let o = open_file(path, false)?;
+    lock(&o.file, path, false)?;
+    let primary = read_block(&o.file, path, o.len, HEADER_OFFSET)?;
+    let backup = read_block(&o.file, path, o.len, BACKUP_HEADER_OFFSET)?;
+    let p_status = status(primary.as_deref(), HEADER_OFFSET);
+    let b_status = status(backup.as_deref(), BACKUP_HEADER_OFFSET);
+    let decoded = |b: &Option<Box<[u8; BLOCK_SIZE as usize]>>| {
+        b.as_deref().and_then(|b| header::decode_copy(b).ok())
+    };
+    let header = decoded(&primary)
+        .or_else(|| decoded(&backup))
+        .map(|h| h.info());
+    let copies_match = match (&primary, &backup) {
+        (Some(p), Some(b)) => p[..] == b[..],
+        _ => false,
+    };
+    let mut problems = Vec::new();
+    describe("primary", &p_status, &mut problems);
+    describe("backup", &b_status, &mut problems);
+    if p_status == CopyStatus::Ok && b_status == CopyStatus::Ok && !copies_match {
+        problems.push(
+            "the primary and backup headers are both valid but differ; `pmem repair` rewrites the backup from the primary".into(),
+        );
+    }
+    if p_status == CopyStatus::BadMagic && b_status == CopyStatus::BadMagic {
+        let hint = primary
+            .as_deref()
+            .and_then(|b| header::foreign_hint(&b[..]))
+            .unwrap_or("no known signature");
+        problems.push(format!("this is not a pmem-obj pool ({hint})"));
+    }
+    if let Some(h) = &header {
+        if h.version != header::FORMAT_VERSION {
+            problems.push(format!(
+                "format version {} is not the version this library reads ({}); use a matching pmem",
+                h.version,
+                header::FORMAT_VERSION
+            ));
+        }
+        let unknown = h.incompat & !KNOWN_INCOMPAT;
+        if unknown != 0 {
+            problems.push(format!(
+                "unknown incompatible features {unknown:#x}: this library cannot open the pool"
+            ));
+        }
+        let unknown = h.ro_compat & !KNOWN_RO_COMPAT;
+        if unknown != 0 {
+            problems.push(format!(
+                "unknown read-only-compatible features {unknown:#x}: the pool can be opened read-only only"
+            ));
+        }
+        if o.len < h.size {
+            problems.push(format!(
+                "the file is {} bytes but the header records {}: it was truncated",
+                o.len, h.size
+            ));
+        } else {
+            check_state(&o.file, path, &mut problems)?;
+        }
+    }
+    Ok(CheckReport {
+        primary: p_status,
+        backup: b_status,
+        header,
+        copies_match,
+        file_size: o.len,
+        problems,
+    })
+}
+
+fn status(b: Option<&[u8; BLOCK_SIZE as usize]>, off: u64) -> CopyStatus {
+    match b {
+        None => CopyStatus::BadField(format!("the file ends before this copy (offset {off:#x})")),
+        Some(b) => match header::decode_copy(b) {
+            Ok(_) => CopyStatus::Ok,
+            Err(s) => s,
+        },
+    }
+}
+
+fn describe(which: &str, s: &CopyStatus, problems: &mut Vec<String>) {
+    match s {
+        CopyStatus::Ok => {}
+        CopyStatus::BadMagic => {
+            problems.push(format!("the {which} header does not carry the pool magic"))
+        }
+        CopyStatus::BadChecksum { stored, computed } => problems.push(format!(
+            "the {which} header checksum does not match (stored {stored:#010x}, computed {computed:#010x})"
+        )),
+        CopyStatus::BadField(r) => problems.push(format!("the {which} header is invalid: {r}")),
+    }
+}
+
+/// The state block: the shutdown flag must be 0 or 1, reserved words zero.
+fn check_state(file: &std::fs::File, path: &Path, problems: &mut Vec<String>) -> Result<()> {
+    let mut b = [0u8; BLOCK_SIZE as usize];
+    file.read_exact_at(&mut b, STATE_OFFSET)
+        .map_err(|e| Error::io(format!("reading the state block of {}", path.display()), e))?;
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[8..16]);
+    let flag = u64::from_le_bytes(w);
+    if flag > 1 {
+        problems.push(format!(
+            "the shutdown flag holds {flag:#x} (expected 0 or 1); the next open treats it as unclean"
+        ));
+    }
+    if b[0x20..].iter().any(|&x| x != 0) {
+        problems.push("reserved bytes of the pool state block are not zero".into());
+    }
+    Ok(())
+}
+
+/// Rewrites a damaged header copy from the intact one (exclusive lock;
+/// `fsync` before returning). Returns what was done, one sentence each
+/// (empty if both copies were valid and identical). Refuses, writing
+/// nothing, when neither copy is valid. When both are valid but differ, the
+/// primary (the copy `open` uses) wins.
+pub fn repair_header(path: &Path) -> Result<Vec<String>> {
+    let o = open_file(path, true)?;
+    lock(&o.file, path, true)?;
+    let primary = read_block(&o.file, path, o.len, HEADER_OFFSET)?;
+    let backup = read_block(&o.file, path, o.len, BACKUP_HEADER_OFFSET)?;
+    let p_ok = primary
+        .as_deref()
+        .is_some_and(|b| header::decode_copy(b).is_ok());
+    let b_ok = backup
+        .as_deref()
+        .is_some_and(|b| header::decode_copy(b).is_ok());
+    let (src, dst_off, what) = match (&primary, &backup) {
+        (Some(p), Some(b)) if p_ok && b_ok && p[..] == b[..] => return Ok(Vec::new()),
+        (Some(p), _) if p_ok => (
+            p,
+            BACKUP_HEADER_OFFSET,
+            "rewrote the backup header from the primary",
+        ),
+        (_, Some(b)) if b_ok => (
+            b,
+            HEADER_OFFSET,
+            "rewrote the primary header from the backup",
+        ),
+        _ => return Err(unrepairable(path, primary.as_deref())),
+    };
+    if o.len < dst_off + BLOCK_SIZE {
+        return Err(Error::TooSmall {
+            path: path.into(),
+            size: o.len,
+            min: crate::layout::MIN_POOL_SIZE,
+        });
+    }
+    o.file
+        .write_all_at(&src[..], dst_off)
+        .map_err(|e| Error::io(format!("writing the header of {}", path.display()), e))?;
+    o.file
+        .sync_all()
+        .map_err(|e| Error::io(format!("fsync of {}", path.display()), e))?;
+    Ok(vec![format!("{what} ({BLOCK_SIZE} bytes at {dst_off:#x})")])
+}
+
+/// The error for a file whose two header copies are both unusable,
+/// named after what is wrong with the primary.
+fn unrepairable(path: &Path, primary: Option<&[u8; BLOCK_SIZE as usize]>) -> Error {
+    let Some(p) = primary else {
+        return Error::TooSmall {
+            path: path.into(),
+            size: 0,
+            min: crate::layout::MIN_POOL_SIZE,
+        };
+    };
+    match header::decode_copy(p) {
+        Err(CopyStatus::BadMagic) => Error::NotAPool {
+            path: path.into(),
+            hint: header::foreign_hint(&p[..]),
+        },
+        Err(CopyStatus::BadChecksum { stored, computed }) => Error::ChecksumMismatch {
+            path: path.into(),
+            which: "primary",
+            stored,
+            computed,
+            backup_ok: false,
+        },
+        Err(CopyStatus::BadField(reason)) => Error::BadHeader {
+            path: path.into(),
+            which: "primary",
+            reason: format!("{reason}; the backup is not valid either, nothing to repair from"),
+        },
+        _ => Error::BadHeader {
+            path: path.into(),
+            which: "backup",
+            reason: "neither header copy is valid".into(),
+        },
+    }
 }
