@@ -357,7 +357,7 @@ impl RawHeader {
             return Ok(layout);
         }
         let size = self.size;
-        if size < MIN_POOL_SIZE || size % BLOCK_SIZE != 0 {
+        if size < MIN_POOL_SIZE || !size.is_multiple_of(BLOCK_SIZE) {
             return Err(format!(
                 "pool size {size} is below {MIN_POOL_SIZE} or not a multiple of 4 KiB"
             ));
@@ -370,7 +370,7 @@ impl RawHeader {
             (Some(le), Some(he))
                 if self.lanes_offset >= STATE_OFFSET + BLOCK_SIZE
                     && le <= self.heap_offset
-                    && self.heap_offset % HEAP_ALIGN == 0
+                    && self.heap_offset.is_multiple_of(HEAP_ALIGN)
                     && self.heap_size >= MIN_HEAP_SIZE
                     && he <= size => {}
             _ => {

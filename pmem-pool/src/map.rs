@@ -140,7 +140,7 @@ impl Mapping {
     fn word(&self, off: u64) -> &AtomicU64 {
         let off = usize::try_from(off).unwrap_or(usize::MAX);
         assert!(
-            off % 8 == 0 && off.checked_add(8).is_some_and(|e| e <= self.len),
+            off.is_multiple_of(8) && off.checked_add(8).is_some_and(|e| e <= self.len),
             "state word {off:#x} misaligned or outside the mapping"
         );
         // SAFETY: in bounds and 8-aligned (checked above; the base is page

@@ -345,7 +345,7 @@ impl RawPool {
                 reason: format!("the smallest pool is {MIN_POOL_SIZE} bytes"),
             });
         }
-        if size % BLOCK_SIZE != 0 {
+        if !size.is_multiple_of(BLOCK_SIZE) {
             return Err(Error::InvalidSize {
                 size,
                 reason: format!(
