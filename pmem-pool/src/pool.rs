@@ -111,6 +111,12 @@ pub(crate) fn open_file(path: &Path, write: bool) -> Result<Opened> {
 }
 
 fn open_error(path: &Path, write: bool, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::EISDIR) {
+        return Error::NotAPool {
+            path: path.into(),
+            hint: Some("it is a directory"),
+        };
+    }
     match e.kind() {
         io::ErrorKind::NotFound => Error::NotFound { path: path.into() },
         io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {

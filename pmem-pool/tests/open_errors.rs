@@ -209,6 +209,8 @@ fn nonzero_reserved_field_with_good_checksum_is_bad_header() {
 #[test]
 fn directory_is_not_a_pool() {
     let dir = tempdir();
-    let e = RawPool::open(dir.path(), None, &opts().read_only(true)).unwrap_err();
-    assert!(matches!(e, Error::NotAPool { .. }), "{e}");
+    for ro in [true, false] {
+        let e = RawPool::open(dir.path(), None, &opts().read_only(ro)).unwrap_err();
+        assert!(matches!(e, Error::NotAPool { hint: Some(_), .. }), "{e}");
+    }
 }
