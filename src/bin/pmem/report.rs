@@ -1,0 +1,317 @@
+//! What `info`, `check` and `repair` print: human text and JSON.
+//!
+//! Rendering is kept apart from the pool calls so it can be tested on
+//! hand-made headers and reports.
+
+use crate::size::human_size;
+use crate::text::{rfc3339_utc, uuid};
+use pmem_pool::check::{CheckReport, CopyStatus};
+use pmem_pool::{HeaderInfo, ModeChoice, ShutdownState};
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// What `pmem info` shows about an open pool.
+pub struct InfoView<'a> {
+    /// The pool path.
+    pub path: &'a Path,
+    /// Its validated header.
+    pub header: &'a HeaderInfo,
+    /// The mode an open would choose, and why.
+    pub mode: &'a ModeChoice,
+    /// How the previous user left it.
+    pub shutdown: ShutdownState,
+    /// The run id stored in the pool.
+    pub run_id: u64,
+}
+
+fn shutdown_name(s: ShutdownState) -> &'static str {
+    match s {
+        ShutdownState::Clean => "clean",
+        ShutdownState::Unclean => "unclean",
+    }
+}
+
+/// The header as JSON (shared by `info` and `check`).
+pub fn header_json(h: &HeaderInfo) -> Value {
+    json!({
+        "format_version": h.version,
+        "compat": h.compat,
+        "incompat": h.incompat,
+        "ro_compat": h.ro_compat,
+        "layout": h.layout,
+        "uuid": uuid(&h.uuid),
+        "size": h.size,
+        "created": rfc3339_utc(h.created_unix_ns),
+        "created_unix_ns": h.created_unix_ns,
+        "lanes": { "offset": h.lanes_offset, "count": h.lane_count, "size": h.lane_size },
+        "heap": { "offset": h.heap_offset, "size": h.heap_size },
+    })
+}
+
+fn header_text(out: &mut String, h: &HeaderInfo) {
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
+        "format:    version {} (compat {:#x}, incompat {:#x}, ro_compat {:#x})",
+        h.version, h.compat, h.incompat, h.ro_compat
+    );
+    let _ = writeln!(out, "layout:    {}", h.layout);
+    let _ = writeln!(out, "uuid:      {}", uuid(&h.uuid));
+    let _ = writeln!(out, "size:      {} bytes ({})", h.size, human_size(h.size));
+    let _ = writeln!(out, "created:   {}", rfc3339_utc(h.created_unix_ns));
+    let _ = writeln!(
+        out,
+        "lanes:     {} x {} bytes at {:#x}",
+        h.lane_count, h.lane_size, h.lanes_offset
+    );
+    let _ = writeln!(
+        out,
+        "heap:      {} bytes ({}) at {:#x}",
+        h.heap_size,
+        human_size(h.heap_size),
+        h.heap_offset
+    );
+}
+
+impl InfoView<'_> {
+    /// Human-readable, one field per line.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "pool:      {}", self.path.display());
+        header_text(&mut out, self.header);
+        let _ = writeln!(
+            out,
+            "mode:      {} ({})",
+            self.mode.mode.name(),
+            self.mode.reason
+        );
+        let _ = writeln!(
+            out,
+            "shutdown:  {} (how the previous user left the pool)",
+            shutdown_name(self.shutdown)
+        );
+        let _ = writeln!(out, "run id:    {}", self.run_id);
+        out
+    }
+
+    /// JSON object: the header fields plus `path`, `mode`, `previous_shutdown`
+    /// and `run_id`.
+    pub fn json(&self) -> Value {
+        let mut v = header_json(self.header);
+        if let Value::Object(m) = &mut v {
+            m.insert("path".into(), json!(self.path.display().to_string()));
+            m.insert(
+                "mode".into(),
+                json!({ "name": self.mode.mode.name(), "reason": self.mode.reason }),
+            );
+            m.insert(
+                "previous_shutdown".into(),
+                json!(shutdown_name(self.shutdown)),
+            );
+            m.insert("run_id".into(), json!(self.run_id));
+        }
+        v
+    }
+}
+
+fn copy_text(s: &CopyStatus) -> String {
+    match s {
+        CopyStatus::Ok => "ok (magic and checksum valid)".into(),
+        CopyStatus::BadMagic => "BAD: no pool magic".into(),
+        CopyStatus::BadChecksum { stored, computed } => {
+            format!("BAD: checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")
+        }
+        CopyStatus::BadField(why) => format!("BAD: {why}"),
+    }
+}
+
+fn copy_json(s: &CopyStatus) -> Value {
+    match s {
+        CopyStatus::Ok => json!({ "status": "ok" }),
+        CopyStatus::BadMagic => json!({ "status": "bad_magic" }),
+        CopyStatus::BadChecksum { stored, computed } => {
+            json!({ "status": "bad_checksum", "stored": stored, "computed": computed })
+        }
+        CopyStatus::BadField(why) => json!({ "status": "bad_field", "detail": why }),
+    }
+}
+
+/// `pmem check` text: both copies, the header in force, the problems and a
+/// verdict line.
+pub fn check_text(path: &Path, r: &CheckReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "pool:      {} ({} bytes on disk)",
+        path.display(),
+        r.file_size
+    );
+    let _ = writeln!(out, "primary:   {}", copy_text(&r.primary));
+    let _ = writeln!(out, "backup:    {}", copy_text(&r.backup));
+    let _ = writeln!(
+        out,
+        "copies:    {}",
+        if r.copies_match {
+            "identical"
+        } else {
+            "differ"
+        }
+    );
+    match &r.header {
+        Some(h) => header_text(&mut out, h),
+        None => {
+            let _ = writeln!(out, "header:    none valid");
+        }
+    }
+    if r.is_consistent() {
+        let _ = writeln!(out, "result:    consistent");
+    } else {
+        let _ = writeln!(out, "problems:");
+        for p in &r.problems {
+            let _ = writeln!(out, "  - {p}");
+        }
+        let n = r.problems.len();
+        let _ = writeln!(
+            out,
+            "result:    INCONSISTENT ({n} problem{})",
+            if n == 1 { "" } else { "s" }
+        );
+    }
+    out
+}
+
+/// `pmem check --json`.
+pub fn check_json(path: &Path, r: &CheckReport) -> Value {
+    json!({
+        "path": path.display().to_string(),
+        "file_size": r.file_size,
+        "primary": copy_json(&r.primary),
+        "backup": copy_json(&r.backup),
+        "copies_match": r.copies_match,
+        "header": r.header.as_ref().map(header_json),
+        "problems": r.problems,
+        "consistent": r.is_consistent(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pmem_pool::Mode;
+
+    fn header() -> HeaderInfo {
+        HeaderInfo {
+            version: 1,
+            compat: 0,
+            incompat: 0,
+            ro_compat: 0,
+            layout: "kv-v1".into(),
+            uuid: core::array::from_fn(|i| i as u8),
+            size: 8 << 20,
+            created_unix_ns: 1_735_689_600_000_000_000,
+            lanes_offset: 0x3000,
+            lane_count: 256,
+            lane_size: 4096,
+            heap_offset: 0x103000,
+            heap_size: (8 << 20) - 0x103000,
+        }
+    }
+
+    #[test]
+    fn info_json_has_the_documented_fields() {
+        let h = header();
+        let mode = ModeChoice {
+            mode: Mode::Msync,
+            reason: "MAP_SYNC refused (not on DAX)".into(),
+        };
+        let v = InfoView {
+            path: Path::new("/p/a.pool"),
+            header: &h,
+            mode: &mode,
+            shutdown: ShutdownState::Unclean,
+            run_id: 7,
+        }
+        .json();
+        assert_eq!(v["path"], "/p/a.pool");
+        assert_eq!(v["format_version"], 1);
+        assert_eq!(v["layout"], "kv-v1");
+        assert_eq!(v["uuid"], "00010203-0405-0607-0809-0a0b0c0d0e0f");
+        assert_eq!(v["size"], 8 << 20);
+        assert_eq!(v["created"], "2025-01-01T00:00:00Z");
+        assert_eq!(v["lanes"]["count"], 256);
+        assert_eq!(v["heap"]["offset"], 0x103000);
+        assert_eq!(v["mode"]["name"], "msync");
+        assert_eq!(v["mode"]["reason"], "MAP_SYNC refused (not on DAX)");
+        assert_eq!(v["previous_shutdown"], "unclean");
+        assert_eq!(v["run_id"], 7);
+    }
+
+    #[test]
+    fn info_text_names_mode_reason_and_shutdown() {
+        let h = header();
+        let mode = ModeChoice {
+            mode: Mode::Pmem,
+            reason: "MAP_SYNC mapping succeeded".into(),
+        };
+        let t = InfoView {
+            path: Path::new("a.pool"),
+            header: &h,
+            mode: &mode,
+            shutdown: ShutdownState::Clean,
+            run_id: 1,
+        }
+        .text();
+        assert!(
+            t.contains("mode:      pmem (MAP_SYNC mapping succeeded)"),
+            "{t}"
+        );
+        assert!(t.contains("shutdown:  clean"), "{t}");
+        assert!(t.contains("8388608 bytes (8 MiB)"), "{t}");
+        assert!(t.contains("created:   2025-01-01T00:00:00Z"), "{t}");
+    }
+
+    #[test]
+    fn check_json_of_a_damaged_primary() {
+        let r = CheckReport {
+            primary: CopyStatus::BadChecksum {
+                stored: 0xdead_beef,
+                computed: 0x1234_5678,
+            },
+            backup: CopyStatus::Ok,
+            header: Some(header()),
+            copies_match: false,
+            file_size: 8 << 20,
+            problems: vec!["primary header checksum mismatch".into()],
+        };
+        let v = check_json(Path::new("a.pool"), &r);
+        assert_eq!(v["consistent"], false);
+        assert_eq!(v["primary"]["status"], "bad_checksum");
+        assert_eq!(v["primary"]["stored"], 0xdead_beefu32);
+        assert_eq!(v["backup"]["status"], "ok");
+        assert_eq!(v["copies_match"], false);
+        assert_eq!(v["header"]["layout"], "kv-v1");
+        assert_eq!(v["problems"][0], "primary header checksum mismatch");
+        let t = check_text(Path::new("a.pool"), &r);
+        assert!(t.contains("stored 0xdeadbeef, computed 0x12345678"), "{t}");
+        assert!(t.contains("INCONSISTENT (1 problem)"), "{t}");
+    }
+
+    #[test]
+    fn check_json_with_no_valid_header() {
+        let r = CheckReport {
+            primary: CopyStatus::BadMagic,
+            backup: CopyStatus::BadField("size 0 is below the minimum".into()),
+            header: None,
+            copies_match: false,
+            file_size: 100,
+            problems: vec!["a".into(), "b".into()],
+        };
+        let v = check_json(Path::new("x"), &r);
+        assert!(v["header"].is_null());
+        assert_eq!(v["backup"]["status"], "bad_field");
+        assert_eq!(v["backup"]["detail"], "size 0 is below the minimum");
+        assert_eq!(v["problems"].as_array().map(Vec::len), Some(2));
+        assert!(check_text(Path::new("x"), &r).contains("header:    none valid"));
+    }
+}
