@@ -42,8 +42,9 @@ fn tour() -> Result<()> {
 
     // 2. Write a greeting at the start of the heap and make it durable:
     //    non-temporal stores or clwb + sfence on pmem, msync elsewhere.
-    let greeting = format!("hello from run {}", pool.run_id());
     let off = pool.header().heap_offset as usize;
+    println!("found {:?}", read_greeting(&pool, off));
+    let greeting = format!("hello from run {}", pool.run_id());
     let mut record = [0u8; 64];
     record[..greeting.len()].copy_from_slice(greeting.as_bytes());
     // SAFETY: off..off+64 lies inside the heap of this pool, which we opened
@@ -55,15 +56,22 @@ fn tour() -> Result<()> {
     // 3. Reopen: the greeting survived, the run id moved on, and the pool
     //    knows it was closed cleanly.
     let pool = RawPool::open(&path, Some(LAYOUT), &opts)?;
-    let mut back = [0u8; 64];
-    // SAFETY: the same in-bounds range; no writer is active while we copy.
-    unsafe { std::ptr::copy_nonoverlapping(pool.base().add(off), back.as_mut_ptr(), 64) };
-    let text = String::from_utf8_lossy(&back);
-    println!("read back {:?}", text.trim_end_matches('\0'));
+    println!("read back {:?}", read_greeting(&pool, off));
     println!(
         "run id {}, previous shutdown {:?}",
         pool.run_id(),
         pool.previous_shutdown()
     );
     pool.close()
+}
+
+/// The greeting record at `off` (64 bytes, NUL-padded), as text.
+fn read_greeting(pool: &RawPool, off: usize) -> String {
+    let mut back = [0u8; 64];
+    // SAFETY: off..off+64 is inside the heap (as written above); no writer
+    // is active while we copy.
+    unsafe { std::ptr::copy_nonoverlapping(pool.base().add(off), back.as_mut_ptr(), 64) };
+    String::from_utf8_lossy(&back)
+        .trim_end_matches('\0')
+        .to_string()
 }
