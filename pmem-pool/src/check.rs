@@ -60,8 +60,8 @@ impl CheckReport {
 pub fn check_file(path: &Path) -> Result<CheckReport> {
     let o = open_file(path, false)?;
     lock(&o.file, path, false)?;
-    let primary = read_block(&o.file, path, o.len, HEADER_OFFSET)?;
-    let backup = read_block(&o.file, path, o.len, BACKUP_HEADER_OFFSET)?;
+    let primary = read_block(&o, path, HEADER_OFFSET)?;
+    let backup = read_block(&o, path, BACKUP_HEADER_OFFSET)?;
     let p_status = status(primary.as_deref(), HEADER_OFFSET);
     let b_status = status(backup.as_deref(), BACKUP_HEADER_OFFSET);
     let decoded = |b: &Option<Box<[u8; BLOCK_SIZE as usize]>>| {
@@ -115,7 +115,7 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
                 o.len, h.size
             ));
         } else {
-            check_state(&o.file, path, &mut problems)?;
+            check_state(&o, path, &mut problems)?;
         }
     }
     Ok(CheckReport {
@@ -152,10 +152,11 @@ fn describe(which: &str, s: &CopyStatus, problems: &mut Vec<String>) {
 }
 
 /// The state block: the shutdown flag must be 0 or 1, reserved words zero.
-fn check_state(file: &std::fs::File, path: &Path, problems: &mut Vec<String>) -> Result<()> {
-    let mut b = [0u8; BLOCK_SIZE as usize];
-    file.read_exact_at(&mut b, STATE_OFFSET)
-        .map_err(|e| Error::io(format!("reading the state block of {}", path.display()), e))?;
+fn check_state(o: &crate::pool::Opened, path: &Path, problems: &mut Vec<String>) -> Result<()> {
+    let Some(b) = read_block(o, path, STATE_OFFSET)? else {
+        problems.push("the file ends before the state block".into());
+        return Ok(());
+    };
     let mut w = [0u8; 8];
     w.copy_from_slice(&b[8..16]);
     let flag = u64::from_le_bytes(w);
@@ -178,8 +179,8 @@ fn check_state(file: &std::fs::File, path: &Path, problems: &mut Vec<String>) ->
 pub fn repair_header(path: &Path) -> Result<Vec<String>> {
     let o = open_file(path, true)?;
     lock(&o.file, path, true)?;
-    let primary = read_block(&o.file, path, o.len, HEADER_OFFSET)?;
-    let backup = read_block(&o.file, path, o.len, BACKUP_HEADER_OFFSET)?;
+    let primary = read_block(&o, path, HEADER_OFFSET)?;
+    let backup = read_block(&o, path, BACKUP_HEADER_OFFSET)?;
     let p_ok = primary
         .as_deref()
         .is_some_and(|b| header::decode_copy(b).is_ok());

@@ -127,6 +127,16 @@ pub(crate) fn is_device_dax(rdev: u64) -> bool {
     }
 }
 
+/// The mapping alignment of a device-dax device (its sysfs `align`), if
+/// the kernel reports one.
+pub(crate) fn devdax_align(rdev: u64) -> Option<u64> {
+    let t = std::fs::read_to_string(char_sysfs(rdev).join("align")).ok()?;
+    let t = t.trim();
+    t.strip_prefix("0x")
+        .map_or_else(|| t.parse().ok(), |h| u64::from_str_radix(h, 16).ok())
+        .filter(|&a: &u64| a.is_power_of_two())
+}
+
 /// Size in bytes of the device-dax device `rdev`, from sysfs.
 pub(crate) fn device_dax_size(rdev: u64) -> Option<u64> {
     let s = std::fs::read_to_string(char_sysfs(rdev).join("size")).ok()?;

@@ -146,25 +146,28 @@ pub(crate) fn lock(file: &File, path: &Path, exclusive: bool) -> Result<()> {
 }
 
 /// Reads the 4 KiB block at `off`, or `None` if the file ends before it.
+/// Device-dax devices cannot be `read`: they are read through a mapping.
 pub(crate) fn read_block(
-    file: &File,
+    o: &Opened,
     path: &Path,
-    len: u64,
     off: u64,
 ) -> Result<Option<Box<[u8; BLOCK_SIZE as usize]>>> {
-    if len < off + BLOCK_SIZE {
+    if o.len < off + BLOCK_SIZE {
         return Ok(None);
     }
     let mut b = Box::new([0u8; BLOCK_SIZE as usize]);
-    file.read_exact_at(&mut b[..], off)
-        .map_err(|e| Error::io(format!("reading {} at {off:#x}", path.display()), e))?;
+    match o.target {
+        Target::File => o.file.read_exact_at(&mut b[..], off),
+        Target::DevDax => crate::map::read_devdax(&o.file, o.dev, off, &mut b[..]),
+    }
+    .map_err(|e| Error::io(format!("reading {} at {off:#x}", path.display()), e))?;
     Ok(Some(b))
 }
 
 /// Open validation, in the order `FORMAT.md` documents. Plain reads only.
 fn validate(o: &Opened, path: &Path, layout: Option<&str>, read_only: bool) -> Result<RawHeader> {
     use crate::check::CopyStatus;
-    let primary = match read_block(&o.file, path, o.len, HEADER_OFFSET)? {
+    let primary = match read_block(o, path, HEADER_OFFSET)? {
         Some(b) => b,
         None => {
             return Err(Error::TooSmall {
@@ -183,7 +186,7 @@ fn validate(o: &Opened, path: &Path, layout: Option<&str>, read_only: bool) -> R
             });
         }
         Err(CopyStatus::BadChecksum { stored, computed }) => {
-            let backup_ok = read_block(&o.file, path, o.len, BACKUP_HEADER_OFFSET)?
+            let backup_ok = read_block(o, path, BACKUP_HEADER_OFFSET)?
                 .is_some_and(|b| header::decode_copy(&b).is_ok());
             return Err(Error::ChecksumMismatch {
                 path: path.into(),
@@ -457,7 +460,7 @@ impl RawPool {
             });
         }
         for off in [HEADER_OFFSET, BACKUP_HEADER_OFFSET] {
-            if let Some(b) = read_block(&o.file, path, o.len, off)?
+            if let Some(b) = read_block(&o, path, off)?
                 && header::decode_copy(&b).is_ok()
             {
                 return Err(Error::AlreadyExists { path: path.into() });
