@@ -197,9 +197,14 @@ pub(crate) fn validate_layout(layout: &str) -> Result<(), String> {
 }
 
 /// The region geometry of a new pool of `size` bytes (already validated).
-pub(crate) fn new_header(layout: &str, size: u64, uuid: [u8; 16], now_ns: u64) -> RawHeader {
-    use crate::layout::{DEFAULT_LANE_COUNT, LANE_SIZE};
-    let lanes_end = LANES_OFFSET + DEFAULT_LANE_COUNT as u64 * LANE_SIZE as u64;
+pub(crate) fn new_header(
+    layout: &str,
+    size: u64,
+    uuid: [u8; 16],
+    now_ns: u64,
+    (lane_count, lane_size): (u32, u32),
+) -> RawHeader {
+    let lanes_end = LANES_OFFSET + lane_count as u64 * lane_size as u64;
     let heap_offset = lanes_end.next_multiple_of(HEAP_ALIGN);
     let mut name = [0u8; LAYOUT_MAX];
     name[..layout.len()].copy_from_slice(layout.as_bytes());
@@ -214,8 +219,8 @@ pub(crate) fn new_header(layout: &str, size: u64, uuid: [u8; 16], now_ns: u64) -
         size,
         created_unix_ns: now_ns,
         lanes_offset: LANES_OFFSET,
-        lane_count: DEFAULT_LANE_COUNT,
-        lane_size: LANE_SIZE,
+        lane_count,
+        lane_size,
         heap_offset,
         heap_size: size - heap_offset,
         layout_len: layout.len() as u32,
@@ -369,6 +374,8 @@ impl RawHeader {
         match (lanes_end, heap_end) {
             (Some(le), Some(he))
                 if self.lanes_offset >= STATE_OFFSET + BLOCK_SIZE
+                    && self.lane_count >= 1
+                    && crate::layout::lane_size_ok(self.lane_size)
                     && le <= self.heap_offset
                     && self.heap_offset.is_multiple_of(HEAP_ALIGN)
                     && self.heap_size >= MIN_HEAP_SIZE

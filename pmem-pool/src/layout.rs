@@ -23,6 +23,23 @@ pub const BLOCK_SIZE: u64 = 0x1000;
 pub const DEFAULT_LANE_COUNT: u32 = 256;
 /// Bytes per lane.
 pub const LANE_SIZE: u32 = 4096;
+/// Largest lane a pool may have (a log entry's length is a u32, and one
+/// lane's logs should stay far below the heap's size).
+pub const MAX_LANE_SIZE: u32 = 1 << 20;
+/// Most lanes a pool may have.
+pub const MAX_LANE_COUNT: u32 = 1 << 16;
+
+/// Whether `size` is a valid lane size: a multiple of 4 KiB between 4 KiB
+/// and [`MAX_LANE_SIZE`].
+pub const fn lane_size_ok(size: u32) -> bool {
+    size >= LANE_SIZE && size <= MAX_LANE_SIZE && size % 4096 == 0
+}
+
+/// The smallest pool with `count` lanes of `size` bytes.
+pub const fn min_pool_size(count: u32, size: u32) -> u64 {
+    LANES_OFFSET + count as u64 * size as u64 + MIN_HEAP_SIZE
+}
+
 /// Alignment of the heap region.
 pub const HEAP_ALIGN: u64 = 0x1000;
 /// Smallest heap a pool may have.

@@ -10,6 +10,7 @@ pub struct PoolOptions {
     pub(crate) prefault: bool,
     pub(crate) read_only: bool,
     pub(crate) ignore_env: bool,
+    pub(crate) lanes: Option<(u32, u32)>,
 }
 
 impl PoolOptions {
@@ -46,6 +47,22 @@ impl PoolOptions {
     pub fn ignore_env(mut self, yes: bool) -> Self {
         self.ignore_env = yes;
         self
+    }
+
+    /// At create: the number of lanes (transactions that can run at once;
+    /// default 256) and the bytes of each (a multiple of 4 KiB up to 1 MiB;
+    /// default 4 KiB, of which 3 KiB hold the undo log). Larger lanes let a
+    /// single transaction snapshot more bytes. Ignored at open: the pool's
+    /// header says.
+    pub fn lanes(mut self, count: u32, size: u32) -> Self {
+        self.lanes = Some((count, size));
+        self
+    }
+
+    /// The lane geometry a create would use.
+    pub fn lane_geometry(&self) -> (u32, u32) {
+        self.lanes
+            .unwrap_or((crate::layout::DEFAULT_LANE_COUNT, crate::layout::LANE_SIZE))
     }
 
     /// The forced mode, if any.

@@ -285,11 +285,17 @@ fn now_unix_ns() -> u64 {
 
 /// Writes a fresh pool into a mapped, zero-or-garbage region of `size`
 /// bytes: persist points P1–P4 of the create protocol in `FORMAT.md`.
-fn format(mapped: &Mapped, layout: &str, size: u64, zero_lanes: bool) -> Result<RawHeader> {
+fn format(
+    mapped: &Mapped,
+    layout: &str,
+    size: u64,
+    zero_lanes: bool,
+    geometry: (u32, u32),
+) -> Result<RawHeader> {
     let m = mapped.mapping();
     let p = mapped.persister();
     let uuid = map::random_uuid().map_err(|e| Error::io("getrandom for the pool UUID", e))?;
-    let h = header::new_header(layout, size, uuid, now_unix_ns());
+    let h = header::new_header(layout, size, uuid, now_unix_ns(), geometry);
     // P1: the state block (and, on a device, the lanes) zeroed; run id 1,
     // in use (the creating process holds it open).
     let zeros = vec![0u8; BLOCK_SIZE as usize];
@@ -323,6 +329,29 @@ fn format(mapped: &Mapped, layout: &str, size: u64, zero_lanes: bool) -> Result<
     Ok(h)
 }
 
+/// Refuses a pool size too small for the requested lanes, or a lane
+/// geometry out of range.
+fn check_geometry(size: u64, opts: &PoolOptions) -> Result<()> {
+    use crate::layout::{MAX_LANE_COUNT, lane_size_ok, min_pool_size};
+    let (count, lane) = opts.lane_geometry();
+    if count == 0 || count > MAX_LANE_COUNT || !lane_size_ok(lane) {
+        return Err(Error::InvalidSize {
+            size,
+            reason: format!(
+                "{count} lanes of {lane} bytes: lanes must number 1..={MAX_LANE_COUNT} and be a multiple of 4 KiB up to 1 MiB"
+            ),
+        });
+    }
+    let min = min_pool_size(count, lane).max(MIN_POOL_SIZE);
+    if size < min {
+        return Err(Error::InvalidSize {
+            size,
+            reason: format!("the smallest pool with {count} lanes of {lane} bytes is {min} bytes"),
+        });
+    }
+    Ok(())
+}
+
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl RawPool {
@@ -348,12 +377,7 @@ impl RawPool {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io(format!("checking {}", path.display()), e)),
         }
-        if size < MIN_POOL_SIZE {
-            return Err(Error::InvalidSize {
-                size,
-                reason: format!("the smallest pool is {MIN_POOL_SIZE} bytes"),
-            });
-        }
+        check_geometry(size, opts)?;
         if !size.is_multiple_of(BLOCK_SIZE) {
             return Err(Error::InvalidSize {
                 size,
@@ -411,7 +435,7 @@ impl RawPool {
             dev,
         };
         let (mapped, choice) = map_pool(&o, path, size, true, forced)?;
-        let h = format(&mapped, layout, size, false)?;
+        let h = format(&mapped, layout, size, false, opts.lane_geometry())?;
         // P5: file data and metadata (size, extents) durable.
         o.file
             .sync_all()
@@ -451,14 +475,7 @@ impl RawPool {
         let o = open_file(path, true)?;
         lock(&o.file, path, true)?;
         let size = o.len - o.len % BLOCK_SIZE;
-        if size < MIN_POOL_SIZE {
-            return Err(Error::InvalidSize {
-                size,
-                reason: format!(
-                    "device-dax device is smaller than the smallest pool ({MIN_POOL_SIZE} bytes)"
-                ),
-            });
-        }
+        check_geometry(size, opts)?;
         for off in [HEADER_OFFSET, BACKUP_HEADER_OFFSET] {
             if let Some(b) = read_block(&o, path, off)?
                 && header::decode_copy(&b).is_ok()
@@ -470,7 +487,7 @@ impl RawPool {
         if opts.prefault {
             mapped.mapping().prefault();
         }
-        let h = format(&mapped, layout, size, true)?;
+        let h = format(&mapped, layout, size, true, opts.lane_geometry())?;
         Ok(RawPool {
             mapped,
             file: o.file,
