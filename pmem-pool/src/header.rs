@@ -438,7 +438,13 @@ mod tests {
     use super::*;
 
     fn sample() -> RawHeader {
-        new_header("kv-v1", MIN_POOL_SIZE, [7; 16], 42)
+        new_header(
+            "kv-v1",
+            MIN_POOL_SIZE,
+            [7; 16],
+            42,
+            (crate::layout::DEFAULT_LANE_COUNT, crate::layout::LANE_SIZE),
+        )
     }
 
     #[test]
