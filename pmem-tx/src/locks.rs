@@ -14,7 +14,10 @@
 //! A stripe word is 0 (free), `n` (held shared by `n` readers) or
 //! `EXCL | token` (held exclusively by the transaction whose lane is
 //! `token - 1`). A transaction that holds a stripe shared and is its only
-//! reader may upgrade it. Waiting is a short spin, then yielding, up to the
+//! reader may upgrade it; an upgrade that finds other readers gives up
+//! after a short spin (two readers waiting to upgrade would deadlock), so
+//! read-then-write of shared data should take the write lock first
+//! (`get_mut`). Waiting is otherwise a short spin, then yielding, up to the
 //! pool's lock timeout, after which the caller gets `Error::Conflict` and
 //! its transaction rolls back: this also breaks deadlocks between
 //! transactions that lock in opposite orders.
@@ -119,8 +122,20 @@ impl RangeLocks {
         self.try_shared(s) || self.wait(|| self.try_shared(s))
     }
 
+    /// Takes stripe `s` exclusively. An upgrade (the caller holds it
+    /// shared) only spins briefly: two readers that both wait to upgrade
+    /// would wait for each other, so one of them must give up at once.
     pub(crate) fn lock_exclusive(&self, s: u32, token: u64, upgrade: bool) -> bool {
-        self.try_exclusive(s, token, upgrade) || self.wait(|| self.try_exclusive(s, token, upgrade))
+        if upgrade {
+            return (0..1024).any(|_| {
+                let ok = self.try_exclusive(s, token, true);
+                if !ok {
+                    std::hint::spin_loop();
+                }
+                ok
+            });
+        }
+        self.try_exclusive(s, token, false) || self.wait(|| self.try_exclusive(s, token, false))
     }
 
     pub(crate) fn unlock(&self, s: u32, mode: Mode) {

@@ -1,0 +1,233 @@
+//! The transaction contract on a real pool file: commit, abort, panic,
+//! nesting, reopen, typed-pointer checks.
+
+use pmem_tx::{Error, Mode, PPtr, Pool, PoolOptions};
+
+fn pool(dir: &tempfile::TempDir, mode: Mode) -> Pool {
+    let opts = PoolOptions::new().mode(mode).ignore_env(true);
+    Pool::create_with(dir.path().join("t.pool"), "basics", 8 << 20, &opts).unwrap()
+}
+
+#[test]
+fn commit_is_visible_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, Mode::Msync);
+    let root = p.root::<[u64; 8]>().unwrap();
+    p.transaction(|tx| -> Result<(), Error> {
+        let mut r = tx.get_mut(root)?;
+        r[0] = 1;
+        r[7] = 7;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(p.read(root).unwrap()[7], 7);
+    p.close().unwrap();
+    let p = Pool::open(dir.path().join("t.pool"), "basics").unwrap();
+    let again = p.root::<[u64; 8]>().unwrap();
+    assert_eq!(again, root, "root stays where it was");
+    assert_eq!(p.read(again).unwrap(), [1, 0, 0, 0, 0, 0, 0, 7]);
+    assert!(p.recovered().is_empty());
+}
+
+#[test]
+fn err_abort_and_panic_roll_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, Mode::Msync);
+    let root = p.root::<[u64; 4]>().unwrap();
+    p.transaction(|tx| tx.write(root, [1, 2, 3, 4])).unwrap();
+
+    let r: Result<(), Error> = p.transaction(|tx| {
+        tx.write(root, [9; 4])?;
+        Err(Error::Aborted)
+    });
+    assert!(matches!(r, Err(Error::Aborted)));
+    assert_eq!(p.read(root).unwrap(), [1, 2, 3, 4]);
+
+    let r: Result<(), Error> = p.transaction(|tx| {
+        tx.write(root, [8; 4])?;
+        tx.abort();
+        Ok(())
+    });
+    assert!(matches!(r, Err(Error::Aborted)));
+    assert_eq!(p.read(root).unwrap(), [1, 2, 3, 4]);
+
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = p.transaction(|tx| -> Result<(), Error> {
+            tx.write(root, [7; 4])?;
+            panic!("boom");
+        });
+    }));
+    assert!(caught.is_err(), "the panic resumes");
+    assert_eq!(p.read(root).unwrap(), [1, 2, 3, 4]);
+    assert_eq!(p.lanes_in_use(), 0, "lanes come back after a panic");
+}
+
+#[test]
+fn nested_transactions_join_and_inner_failure_aborts_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, Mode::Msync);
+    let root = p.root::<[u64; 2]>().unwrap();
+    let a = root.cast::<u64>();
+    let b = a.add(1);
+    p.transaction(|tx| -> Result<(), Error> {
+        tx.write(a, 1)?;
+        p.transaction(|inner| {
+            assert_eq!(inner.depth(), 1);
+            inner.write(b, 2)
+        })?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(p.read(root).unwrap(), [1, 2]);
+
+    let r: Result<(), Error> = p.transaction(|tx| {
+        tx.write(a, 10)?;
+        let inner: Result<(), Error> = tx.transaction(|inner| {
+            inner.write(b, 20)?;
+            Err(Error::Aborted)
+        });
+        assert!(inner.is_err());
+        // The outer closure swallows the error, but the whole is doomed.
+        Ok(())
+    });
+    assert!(matches!(r, Err(Error::Aborted)));
+    assert_eq!(p.read(root).unwrap(), [1, 2]);
+}
+
+#[test]
+fn nested_call_while_a_reference_is_alive_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, Mode::Msync);
+    let root = p.root::<u64>().unwrap();
+    let r: Result<(), Error> = p.transaction(|tx| {
+        let _guard = tx.get_mut(root)?;
+        let inner: Result<(), Error> = p.transaction(|inner| inner.write(root, 5));
+        assert!(matches!(inner, Err(Error::BorrowedAcrossNested)));
+        Ok(())
+    });
+    assert!(r.is_ok());
+}
+
+#[test]
+fn bad_pointers_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, Mode::Msync);
+    let root = p.root::<[u64; 4]>().unwrap();
+    assert!(matches!(p.read(PPtr::<u64>::null()), Err(Error::Null)));
+    let foreign = PPtr::<u64>::from_raw(p.id() ^ 2, root.offset());
+    assert!(matches!(p.read(foreign), Err(Error::WrongPool { .. })));
+    let misaligned = PPtr::<u64>::from_raw(p.id(), root.offset() + 1);
+    assert!(matches!(p.read(misaligned), Err(Error::BadPointer { .. })));
+    let header = PPtr::<u64>::from_raw(p.id(), 0x100);
+    assert!(matches!(p.read(header), Err(Error::BadPointer { .. })));
+    let past_end = PPtr::<u64>::from_raw(p.id(), (8 << 20) - 4);
+    assert!(matches!(p.read(past_end), Err(Error::BadPointer { .. })));
+    assert!(matches!(
+        p.root::<[u64; 5]>(),
+        Err(Error::RootSize {
+            stored: 32,
+            requested: 40
+        })
+    ));
+}
+
+#[test]
+fn a_pref_blocks_writers_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, Mode::Msync);
+    p.set_lock_timeout(std::time::Duration::from_millis(20));
+    let root = p.root::<u64>().unwrap();
+    let g = p.get(root).unwrap();
+    let r = p.transaction(|tx| tx.write(root, 1));
+    assert!(matches!(r, Err(Error::Conflict { .. })));
+    drop(g);
+    p.transaction(|tx| tx.write(root, 1)).unwrap();
+    assert_eq!(p.read(root).unwrap(), 1);
+}
+
+#[test]
+fn threads_on_disjoint_data_run_and_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, Mode::Msync);
+    let root = p.root::<[[u64; 32]; 4]>().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4usize {
+            let p = &p;
+            s.spawn(move || {
+                let mine = root.index(t).unwrap();
+                for i in 0..500u64 {
+                    p.transaction(|tx| -> Result<(), Error> {
+                        let mut m = tx.get_mut(mine)?;
+                        m[0] += 1;
+                        m[31] = i;
+                        Ok(())
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    for t in 0..4 {
+        let v = p.read(root.index(t).unwrap()).unwrap();
+        assert_eq!((v[0], v[31]), (500, 499));
+    }
+}
+
+#[test]
+fn threads_on_shared_data_are_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, Mode::Msync);
+    p.set_lock_timeout(std::time::Duration::from_secs(10));
+    let counter = p.root::<u64>().unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            let p = &p;
+            s.spawn(move || {
+                for _ in 0..300 {
+                    // Write lock first: these never conflict, they queue.
+                    p.transaction(|tx| -> Result<(), Error> {
+                        let mut c = tx.get_mut(counter)?;
+                        *c += 1;
+                        Ok(())
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(p.read(counter).unwrap(), 900, "no lost update");
+}
+
+#[test]
+fn read_then_write_races_end_in_conflict_never_in_a_lost_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pool(&dir, Mode::Msync);
+    p.set_lock_timeout(std::time::Duration::from_secs(10));
+    let counter = p.root::<u64>().unwrap();
+    let committed = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            let (p, committed) = (&p, &committed);
+            s.spawn(move || {
+                for _ in 0..500 {
+                    let r = p.transaction(|tx| -> Result<(), Error> {
+                        let v = tx.read(counter)?;
+                        std::thread::yield_now();
+                        tx.write(counter, v + 1)
+                    });
+                    match r {
+                        Ok(()) => {
+                            committed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(Error::Conflict { .. }) => {}
+                        Err(e) => panic!("unexpected {e}"),
+                    }
+                }
+            });
+        }
+    });
+    let n = committed.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(n > 0);
+    assert_eq!(p.read(counter).unwrap(), n, "every commit counted once");
+    assert_eq!(p.lanes_in_use(), 0);
+}
