@@ -22,6 +22,8 @@ use crate::persist::Persister;
 
 /// Bytes of an entry header.
 pub const ENTRY_HEADER: usize = 16;
+/// Payloads up to this size are copied together with their header.
+const SMALL_ENTRY: usize = 240;
 /// Bits of `offset_kind` holding the target offset.
 pub const OFFSET_BITS: u32 = 56;
 const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
@@ -163,11 +165,22 @@ impl LogWriter {
         head[8..12].copy_from_slice(&len.to_le_bytes());
         head[12..16].copy_from_slice(&crc.to_le_bytes());
         let at = self.area.off + self.pos;
-        // SAFETY: the caller owns the log area; `need <= remaining` keeps
-        // both copies inside it, and `payload` does not overlap it.
-        unsafe {
-            p.memcpy_nodrain(at + ENTRY_HEADER, payload);
-            p.memcpy_nodrain(at, &head);
+        if payload.len() <= SMALL_ENTRY {
+            // One copy of header and payload together, so the line they
+            // share is flushed once.
+            let mut buf = [0u8; ENTRY_HEADER + SMALL_ENTRY];
+            buf[..ENTRY_HEADER].copy_from_slice(&head);
+            buf[ENTRY_HEADER..ENTRY_HEADER + payload.len()].copy_from_slice(payload);
+            // SAFETY: the caller owns the log area; `need <= remaining`
+            // keeps the copy inside it.
+            unsafe { p.memcpy_nodrain(at, &buf[..ENTRY_HEADER + payload.len()]) };
+        } else {
+            // SAFETY: the caller owns the log area; `need <= remaining`
+            // keeps both copies inside it, and `payload` does not overlap it.
+            unsafe {
+                p.memcpy_nodrain(at + ENTRY_HEADER, payload);
+                p.memcpy_nodrain(at, &head);
+            }
         }
         self.pos += need;
         self.count += 1;
