@@ -245,3 +245,7 @@ unsafe fn write_u64(p: &Persister, off: usize, v: u64) {
     // SAFETY: forwarded from the caller.
     unsafe { (p.base().add(off) as *mut u64).write_volatile(v.to_le()) }
 }
+
+#[cfg(all(test, feature = "sim"))]
+#[path = "lane_tests.rs"]
+mod tests;
