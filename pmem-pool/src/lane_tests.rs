@@ -468,6 +468,28 @@ fn good_targets_at_the_edges_are_accepted() {
     }
 }
 
+/// Regression: recovery applied the lanes before a damaged one and only
+/// then returned `LaneDamaged`, so a refused pool was still half written
+/// (and `pmem check` then saw a different pool than the one refused).
+#[test]
+fn damaged_lane_refuses_the_pool_before_any_lane_is_recovered() {
+    let (sp, ..) = pending_rollback();
+    let mut u = sp.undo(3);
+    sp.append(&mut u, EntryKind::Snapshot, 0x100, &[1; 8]);
+    sp.persist_all();
+    assert!(matches!(sp.inspect(1), LaneState::UndoPending { .. }));
+    assert_eq!(sp.inspect(3), LaneState::Damaged);
+    let before = sp.bytes();
+    sp.p.sim().unwrap().reset_counters();
+    let err = sp.recover().unwrap_err();
+    assert!(matches!(err, Error::LaneDamaged { lane: 3 }), "{err:?}");
+    assert!(
+        sp.bytes() == before,
+        "lane 1 was recovered before the refusal"
+    );
+    assert_eq!(sp.p.sim().unwrap().counters().fences, 0);
+}
+
 /// Records `recover` of `sp` in a crash trace; for every crash image,
 /// recovers a copy of it and checks it ends equal to the fully recovered
 /// state. Returns the number of images checked.
