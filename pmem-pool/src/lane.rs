@@ -154,7 +154,9 @@ pub struct Recovered {
 }
 
 /// Persists `generation + 1` into lane `i`: the O(1) invalidation of both
-/// of its logs (and the commit point of an undo-only transaction).
+/// of its logs (and the commit point of an undo-only transaction). The
+/// generation wraps from `u64::MAX` to 0 (only a corrupt pool gets there;
+/// it must be recovered, not panic).
 pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) -> Result<()> {
     let off = layout.generation_off(i);
     debug_assert!(off + 8 <= p.len() && off % 8 == 0);
@@ -162,7 +164,7 @@ pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u
     // during recovery); the generation word is 8-aligned inside the
     // mapping, so this is one failure-atomic 8-byte store.
     unsafe {
-        (p.base().add(off) as *mut u64).write_volatile((generation + 1).to_le());
+        (p.base().add(off) as *mut u64).write_volatile(generation.wrapping_add(1).to_le());
     }
     p.persist(off, 8)
 }

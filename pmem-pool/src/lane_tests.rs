@@ -574,6 +574,24 @@ fn recover_costs_two_fences_per_lane_and_none_when_idle() {
     assert_eq!(sim.counters().fences, 2, "drain + generation persist");
 }
 
+/// Regression: the generation bump was `generation + 1`, which panics (in
+/// debug builds) on a lane whose generation word is `u64::MAX`: a corrupt
+/// or hostile pool crashed recovery instead of being recovered.
+#[test]
+fn recover_at_the_largest_generation_does_not_panic() {
+    let sp = SimPool::new();
+    sp.set_generation(0, u64::MAX);
+    let orig = pattern(1, 8);
+    sp.poke(H, &orig);
+    let mut u = sp.undo(0);
+    sp.snapshot(&mut u, H, 8);
+    sp.poke(H, &[0; 8]);
+    assert_eq!(sp.recover().unwrap().len(), 1);
+    assert_eq!(sp.peek(H, 8), orig);
+    assert_eq!(sp.generation(0), 0);
+    assert_eq!(sp.inspect(0), LaneState::Idle);
+}
+
 #[test]
 fn lane_areas_do_not_overlap() {
     for size in [4096usize, 16384] {
