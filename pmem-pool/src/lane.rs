@@ -159,7 +159,7 @@ pub struct Recovered {
 /// it must be recovered, not panic).
 pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) -> Result<()> {
     let off = layout.generation_off(i);
-    debug_assert!(off + 8 <= p.len() && off % 8 == 0);
+    debug_assert!(off + 8 <= p.len() && off.is_multiple_of(8));
     // SAFETY: the caller holds lane `i` (or is the only user of the pool,
     // during recovery); the generation word is 8-aligned inside the
     // mapping, so this is one failure-atomic 8-byte store.

@@ -220,7 +220,9 @@ pub fn scan(
         }
         let target = offset_kind & OFFSET_MASK;
         let shape_ok = match kind {
-            EntryKind::Set64 | EntryKind::Or64 | EntryKind::AndNot64 => len == 8 && target % 8 == 0,
+            EntryKind::Set64 | EntryKind::Or64 | EntryKind::AndNot64 => {
+                len == 8 && target.is_multiple_of(8)
+            }
             EntryKind::Commit => len == 0,
             // An empty snapshot or copy is a no-op `append` accepts; it is
             // not damage (refusing it would make recovery refuse the pool).
