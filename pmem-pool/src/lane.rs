@@ -154,15 +154,17 @@ pub struct Recovered {
 }
 
 /// Persists `generation + 1` into lane `i`: the O(1) invalidation of both
-/// of its logs (and the commit point of an undo-only transaction).
+/// of its logs (and the commit point of an undo-only transaction). The
+/// generation wraps from `u64::MAX` to 0 (only a corrupt pool gets there;
+/// it must be recovered, not panic).
 pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) -> Result<()> {
     let off = layout.generation_off(i);
-    debug_assert!(off + 8 <= p.len() && off % 8 == 0);
+    debug_assert!(off + 8 <= p.len() && off.is_multiple_of(8));
     // SAFETY: the caller holds lane `i` (or is the only user of the pool,
     // during recovery); the generation word is 8-aligned inside the
     // mapping, so this is one failure-atomic 8-byte store.
     unsafe {
-        (p.base().add(off) as *mut u64).write_volatile((generation + 1).to_le());
+        (p.base().add(off) as *mut u64).write_volatile(generation.wrapping_add(1).to_le());
     }
     p.persist(off, 8)
 }
@@ -170,57 +172,83 @@ pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u
 /// Recovers every lane of a pool opened read-write, before anyone else
 /// uses it. Returns the lanes that needed work.
 ///
+/// Every lane is inspected first: if one is [`LaneState::Damaged`], this
+/// fails with [`Error::LaneDamaged`] before writing anything, so a refused
+/// pool is left exactly as it was found.
+///
 /// # Safety
 /// The caller has exclusive access to the whole mapping behind `p` (the
 /// pool was just opened and no reference into it exists).
 pub unsafe fn recover(p: &Persister, layout: &LaneLayout) -> Result<Vec<Recovered>> {
-    let mut done = Vec::new();
-    for i in 0..layout.count {
-        // SAFETY: exclusive access (caller); the slice is dropped before
-        // anything below writes to the mapping.
+    // Pass 1: read only. Find the lanes with work and refuse a damaged pool.
+    let mut pending = Vec::new();
+    {
+        // SAFETY: exclusive access (caller); nothing writes the mapping
+        // while this slice lives (it ends with this block).
         let pool = unsafe { std::slice::from_raw_parts(p.base(), p.len()) };
-        let (generation, redo, undo) = scan_lane(pool, layout, i);
-        let state = inspect(pool, layout, i);
-        match state {
-            LaneState::Idle => continue,
-            LaneState::Damaged => return Err(Error::LaneDamaged { lane: i }),
-            LaneState::RedoPending { .. } => {
-                for e in &redo.entries {
-                    let word = u64::from_le_bytes(
-                        pool[e.payload_off..e.payload_off + 8.min(e.len as usize)]
-                            .try_into()
-                            .unwrap_or([0; 8]),
-                    );
-                    let t = e.target as usize;
-                    match e.kind {
-                        // SAFETY: exclusive access; `scan` checked 8-byte
-                        // alignment and that the target lies in the state
-                        // block or the heap, inside the mapping.
-                        EntryKind::Set64 => unsafe { write_u64(p, t, word) },
-                        // SAFETY: as above.
-                        EntryKind::Or64 => unsafe { write_u64(p, t, read_u64(p, t) | word) },
-                        // SAFETY: as above.
-                        EntryKind::AndNot64 => unsafe { write_u64(p, t, read_u64(p, t) & !word) },
-                        EntryKind::Copy => {
-                            let src = pool[e.payload_off..e.payload_off + e.len as usize].to_vec();
-                            // SAFETY: exclusive access; target checked by
-                            // `scan`; src is a private copy.
-                            unsafe { p.memcpy_nodrain(t, &src) };
-                            continue;
-                        }
-                        EntryKind::Snapshot | EntryKind::Commit => continue,
-                    }
-                    p.flush(t, 8);
-                }
+        for i in 0..layout.count {
+            match inspect(pool, layout, i) {
+                LaneState::Idle => {}
+                LaneState::Damaged => return Err(Error::LaneDamaged { lane: i }),
+                state => pending.push((i, state)),
             }
-            LaneState::UndoPending { .. } => {
-                for e in undo.entries.iter().rev() {
-                    let src = pool[e.payload_off..e.payload_off + e.len as usize].to_vec();
+        }
+    }
+    // Pass 2: for each lane, copy out what to write, then write it.
+    let mut done = Vec::new();
+    for (i, state) in pending {
+        let (generation, ops) = {
+            // SAFETY: exclusive access (caller); the slice ends with this
+            // block, before anything below writes to the mapping.
+            let pool = unsafe { std::slice::from_raw_parts(p.base(), p.len()) };
+            let (generation, redo, undo) = scan_lane(pool, layout, i);
+            let payload = |e: &crate::ulog::Entry| {
+                pool[e.payload_off..e.payload_off + e.len as usize].to_vec()
+            };
+            let ops: Vec<(EntryKind, usize, Vec<u8>)> = match state {
+                // A snapshot has no meaning in a redo log: not applied.
+                LaneState::RedoPending { .. } => redo
+                    .entries
+                    .iter()
+                    .filter(|e| e.kind != EntryKind::Snapshot)
+                    .map(|e| (e.kind, e.target as usize, payload(e)))
+                    .collect(),
+                // Newest first: an older snapshot of the same bytes holds
+                // older content and must land last.
+                _ => undo
+                    .entries
+                    .iter()
+                    .rev()
+                    .map(|e| (EntryKind::Snapshot, e.target as usize, payload(e)))
+                    .collect(),
+            };
+            (generation, ops)
+        };
+        for (kind, t, data) in &ops {
+            let t = *t;
+            let word = u64::from_le_bytes(
+                data.get(..8)
+                    .and_then(|w| w.try_into().ok())
+                    .unwrap_or([0; 8]),
+            );
+            match kind {
+                // SAFETY: exclusive access; `scan` checked the 8-byte size
+                // and alignment and that the target lies in the state block
+                // or the heap, inside the mapping.
+                EntryKind::Set64 => unsafe { write_u64(p, t, word) },
+                // SAFETY: as above.
+                EntryKind::Or64 => unsafe { write_u64(p, t, read_u64(p, t) | word) },
+                // SAFETY: as above.
+                EntryKind::AndNot64 => unsafe { write_u64(p, t, read_u64(p, t) & !word) },
+                EntryKind::Copy | EntryKind::Snapshot => {
                     // SAFETY: exclusive access; `scan` checked the target
-                    // range; src is a private copy.
-                    unsafe { p.memcpy_nodrain(e.target as usize, &src) };
+                    // range; `data` is a private copy.
+                    unsafe { p.memcpy_nodrain(t, data) };
+                    continue;
                 }
+                EntryKind::Commit => continue,
             }
+            p.flush(t, 8);
         }
         p.drain()?;
         bump_generation(p, layout, i, generation)?;
@@ -245,3 +273,7 @@ unsafe fn write_u64(p: &Persister, off: usize, v: u64) {
     // SAFETY: forwarded from the caller.
     unsafe { (p.base().add(off) as *mut u64).write_volatile(v.to_le()) }
 }
+
+#[cfg(all(test, feature = "sim"))]
+#[path = "lane_tests.rs"]
+mod tests;

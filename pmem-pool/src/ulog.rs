@@ -233,9 +233,13 @@ pub fn scan(
         }
         let target = offset_kind & OFFSET_MASK;
         let shape_ok = match kind {
-            EntryKind::Set64 | EntryKind::Or64 | EntryKind::AndNot64 => len == 8 && target % 8 == 0,
+            EntryKind::Set64 | EntryKind::Or64 | EntryKind::AndNot64 => {
+                len == 8 && target.is_multiple_of(8)
+            }
             EntryKind::Commit => len == 0,
-            EntryKind::Snapshot | EntryKind::Copy => len > 0,
+            // An empty snapshot or copy is a no-op `append` accepts; it is
+            // not damage (refusing it would make recovery refuse the pool).
+            EntryKind::Snapshot | EntryKind::Copy => true,
         };
         if !shape_ok || (kind != EntryKind::Commit && !target_ok(target, u64::from(len))) {
             out.bad_target = true;
@@ -267,3 +271,7 @@ pub struct ScanResult {
     /// ranges a log may touch (a damaged or foreign pool).
     pub bad_target: bool,
 }
+
+#[cfg(all(test, feature = "sim"))]
+#[path = "ulog_tests.rs"]
+mod tests;
