@@ -3,7 +3,9 @@
 //!
 //! This facade re-exports what an application needs: [`Pool`] (create,
 //! open, root object, transactions), [`Tx`], [`PPtr`], the [`Persistent`]
-//! bound (derive it with `bytemuck`), [`PoolOptions`] and [`Error`]. The
+//! bound (derive it with the re-exported `bytemuck`, naming it with
+//! `#[bytemuck(crate = "pmem_obj::bytemuck")]`, or depend on `bytemuck`
+//! directly), [`PoolOptions`] and [`Error`]. The
 //! crates underneath are reachable as [`pool`] (mapping, persistence
 //! primitives, header, logs) and [`tx`].
 //!
@@ -12,6 +14,7 @@
 //!
 //! #[repr(C)]
 //! #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+//! #[bytemuck(crate = "pmem_obj::bytemuck")]
 //! struct Account { balance: u64, ops: u64 }
 //!
 //! # fn main() -> Result<(), pmem_obj::Error> {

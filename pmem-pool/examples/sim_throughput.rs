@@ -51,10 +51,10 @@ fn main() {
         for &l in &lines[..3] {
             d.flush(l * LINE, 8);
         }
-        if let Some(l) = deferred.replace(lines[3]) {
-            if !leaky {
-                d.flush(l * LINE, 8);
-            }
+        if let Some(l) = deferred.replace(lines[3])
+            && !leaky
+        {
+            d.flush(l * LINE, 8);
         }
         d.drain();
     };

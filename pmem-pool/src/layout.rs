@@ -32,7 +32,7 @@ pub const MAX_LANE_COUNT: u32 = 1 << 16;
 /// Whether `size` is a valid lane size: a multiple of 4 KiB between 4 KiB
 /// and [`MAX_LANE_SIZE`].
 pub const fn lane_size_ok(size: u32) -> bool {
-    size >= LANE_SIZE && size <= MAX_LANE_SIZE && size % 4096 == 0
+    size >= LANE_SIZE && size <= MAX_LANE_SIZE && size.is_multiple_of(4096)
 }
 
 /// The smallest pool with `count` lanes of `size` bytes.

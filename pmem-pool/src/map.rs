@@ -305,6 +305,47 @@ pub(crate) fn random_uuid() -> io::Result<[u8; 16]> {
     Ok(b)
 }
 
+/// Reads `buf.len()` bytes at `off` of a device-dax device. Such devices
+/// support only `mmap`, not `read`, so this maps the device's first
+/// alignment unit read-only (2 MiB, or the device's `align` when larger),
+/// copies, and unmaps.
+pub(crate) fn read_devdax(file: &File, dev: u64, off: u64, buf: &mut [u8]) -> io::Result<()> {
+    let align = crate::mode::devdax_align(dev)
+        .unwrap_or(2 << 20)
+        .max(2 << 20);
+    let end = off
+        .checked_add(buf.len() as u64)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let map_len = end.next_multiple_of(align) as usize;
+    // SAFETY: a fresh read-only shared mapping of the device at offset 0
+    // (aligned), owned by this function and unmapped below; nothing else
+    // knows its address.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `off + buf.len() <= map_len`, inside the mapping just made;
+    // `buf` is a distinct Rust buffer.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            (base as *const u8).add(off as usize),
+            buf.as_mut_ptr(),
+            buf.len(),
+        );
+        libc::munmap(base, map_len);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -356,45 +397,4 @@ mod tests {
         rename_noreplace(&a, &b).unwrap();
         assert_eq!(std::fs::read(&b).unwrap(), b"1");
     }
-}
-
-/// Reads `buf.len()` bytes at `off` of a device-dax device. Such devices
-/// support only `mmap`, not `read`, so this maps the device's first
-/// alignment unit read-only (2 MiB, or the device's `align` when larger),
-/// copies, and unmaps.
-pub(crate) fn read_devdax(file: &File, dev: u64, off: u64, buf: &mut [u8]) -> io::Result<()> {
-    let align = crate::mode::devdax_align(dev)
-        .unwrap_or(2 << 20)
-        .max(2 << 20);
-    let end = off
-        .checked_add(buf.len() as u64)
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let map_len = end.next_multiple_of(align) as usize;
-    // SAFETY: a fresh read-only shared mapping of the device at offset 0
-    // (aligned), owned by this function and unmapped below; nothing else
-    // knows its address.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            map_len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    if base == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `off + buf.len() <= map_len`, inside the mapping just made;
-    // `buf` is a distinct Rust buffer.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            (base as *const u8).add(off as usize),
-            buf.as_mut_ptr(),
-            buf.len(),
-        );
-        libc::munmap(base, map_len);
-    }
-    Ok(())
 }

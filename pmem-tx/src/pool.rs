@@ -168,7 +168,7 @@ impl Pool {
         if off < heap || end > self.raw.size() {
             return Err(bad("outside the heap"));
         }
-        if off % align != 0 {
+        if !off.is_multiple_of(align) {
             return Err(bad("misaligned for its type"));
         }
         Ok(off)

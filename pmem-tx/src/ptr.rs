@@ -76,7 +76,7 @@ impl<T> PPtr<T> {
     }
 
     /// Pointer to the `i`-th `T` after this one (for arrays of `T`).
-    pub fn add(self, i: u64) -> Self {
+    pub fn at(self, i: u64) -> Self {
         PPtr::from_raw(self.pool, self.off + i * size_of::<T>() as u64)
     }
 }
@@ -138,7 +138,7 @@ mod tests {
         let q = PPtr::<[u32; 4]>::from_raw(7, 0x1000);
         assert_eq!(q.index(3).unwrap().offset(), 0x100c);
         assert!(q.index(4).is_none());
-        assert_eq!(q.cast::<u32>().add(2).offset(), 0x1008);
+        assert_eq!(q.cast::<u32>().at(2).offset(), 0x1008);
         assert_eq!(q.field::<u32>(4).offset(), 0x1004);
         assert_eq!(bytemuck::bytes_of(&q).len(), 16);
     }

@@ -192,7 +192,7 @@ impl Pool {
     }
 }
 
-fn nested<'p, R, E, F>(pool: &'p Pool, shared: Rc<Shared>, depth: u32, f: F) -> Result<R, E>
+fn nested<R, E, F>(pool: &Pool, shared: Rc<Shared>, depth: u32, f: F) -> Result<R, E>
 where
     E: From<Error>,
     F: FnOnce(&mut Tx<'_>) -> Result<R, E>,
@@ -519,7 +519,7 @@ impl<'p> Tx<'p> {
         })();
         inner.entries.clear();
         self.release(inner);
-        r.map_err(Into::into)
+        r
     }
 }
 
@@ -565,11 +565,11 @@ fn uncovered(covered: &BTreeMap<u64, u64>, a: u64, b: u64) -> Vec<(u64, u64)> {
 
 /// Adds `a..b` to `covered`, merging overlapping and adjacent ranges.
 fn insert_range(covered: &mut BTreeMap<u64, u64>, mut a: u64, mut b: u64) {
-    if let Some((&s, &e)) = covered.range(..=a).next_back() {
-        if e >= a {
-            a = s;
-            b = b.max(e);
-        }
+    if let Some((&s, &e)) = covered.range(..=a).next_back()
+        && e >= a
+    {
+        a = s;
+        b = b.max(e);
     }
     let inside: Vec<u64> = covered.range(a..=b).map(|(&s, _)| s).collect();
     for s in inside {

@@ -68,7 +68,7 @@ fn nested_transactions_join_and_inner_failure_aborts_all() {
     let p = pool(&dir, Mode::Msync);
     let root = p.root::<[u64; 2]>().unwrap();
     let a = root.cast::<u64>();
-    let b = a.add(1);
+    let b = a.at(1);
     p.transaction(|tx| -> Result<(), Error> {
         tx.write(a, 1)?;
         p.transaction(|inner| {

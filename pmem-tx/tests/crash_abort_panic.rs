@@ -35,7 +35,7 @@ fn aborts_and_panics_roll_back_under_every_crash() {
                 let run = || {
                     pool.transaction(|tx| -> Result<(), Error> {
                         for &(o, l, v) in &rs {
-                            tx.bytes_mut(root.cast::<u8>().add(o as u64), l as u64)?
+                            tx.bytes_mut(root.cast::<u8>().at(o as u64), l as u64)?
                                 .fill(v);
                         }
                         match ending {

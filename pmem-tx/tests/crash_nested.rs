@@ -20,11 +20,11 @@ fn nested_transactions_are_one_unit_under_every_crash() {
             format!("tx {t}: inner fails {inner_fails}"),
             move |pool, root| {
                 let r: Result<(), Error> = pool.transaction(|tx| {
-                    tx.bytes_mut(root.cast::<u8>().add(oa as u64), la as u64)?
+                    tx.bytes_mut(root.cast::<u8>().at(oa as u64), la as u64)?
                         .fill(va);
                     let body = |inner: &mut pmem_tx::Tx<'_>| -> Result<(), Error> {
                         inner
-                            .bytes_mut(root.cast::<u8>().add(ob as u64), lb as u64)?
+                            .bytes_mut(root.cast::<u8>().at(ob as u64), lb as u64)?
                             .fill(vb);
                         if inner_fails {
                             Err(Error::Aborted)

@@ -26,7 +26,7 @@ fn random_range_updates_survive_every_crash() {
             move |pool, root| {
                 pool.transaction(|tx| -> Result<(), Error> {
                     for &(o, l, v) in &rs {
-                        let p = root.cast::<u8>().add(o as u64);
+                        let p = root.cast::<u8>().at(o as u64);
                         tx.bytes_mut(p, l as u64)?.fill(v);
                     }
                     Ok(())
