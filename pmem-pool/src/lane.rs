@@ -134,7 +134,10 @@ pub fn inspect(pool: &[u8], layout: &LaneLayout, i: u32) -> LaneState {
         }
     } else if redo.bad_target || undo.bad_target {
         LaneState::Damaged
-    } else if !undo.entries.is_empty() {
+    } else if !undo.entries.is_empty() || !redo.entries.is_empty() {
+        // An uncommitted transaction. Redo entries without a commit record
+        // are dropped with it: the generation bump makes them stale, so a
+        // later transaction on this lane can never read them as its own.
         LaneState::UndoPending {
             entries: undo.entries.len(),
             bytes: undo.entries.iter().map(|e| u64::from(e.len)).sum(),

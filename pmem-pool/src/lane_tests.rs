@@ -383,14 +383,28 @@ fn uncommitted_redo_is_not_applied_and_undo_rolls_back() {
 }
 
 #[test]
-fn redo_entries_without_commit_and_no_undo_leave_the_lane_idle() {
+fn uncommitted_redo_entries_are_made_stale_and_never_applied() {
     let sp = SimPool::new();
     let mut r = sp.redo(0);
     sp.append(&mut r, EntryKind::Set64, H2 as u64, &99u64.to_le_bytes());
-    assert_eq!(sp.inspect(0), LaneState::Idle);
+    assert_eq!(
+        sp.inspect(0),
+        LaneState::UndoPending {
+            entries: 0,
+            bytes: 0
+        }
+    );
     let before = sp.bytes();
+    assert_eq!(sp.recover().unwrap().len(), 1);
+    let after = sp.bytes();
+    // Only the lane's generation word changed: the entry was not applied...
+    let g = sp.l.generation_off(0);
+    assert_eq!(before[..g], after[..g]);
+    assert_eq!(before[g + 8..], after[g + 8..]);
+    // ...and it is stale now, so the lane is idle and a later transaction
+    // on it cannot pick it up.
+    assert_eq!(sp.inspect(0), LaneState::Idle);
     assert!(sp.recover().unwrap().is_empty());
-    assert_eq!(sp.bytes(), before);
 }
 
 /// Ranges a log may never touch: the headers, the lanes (their own logs
