@@ -28,6 +28,14 @@ pub const LANE_HEADER: usize = 64;
 /// Bytes of each lane's redo log.
 pub const REDO_AREA: usize = 1024;
 
+// The lane table in FORMAT.md: header 64 bytes, the redo log the last
+// 1 KiB, and the smallest lane leaves the undo log 3 KiB.
+static_assertions::const_assert_eq!(LANE_HEADER, 64);
+static_assertions::const_assert_eq!(
+    crate::layout::LANE_SIZE as usize - LANE_HEADER - REDO_AREA,
+    3008
+);
+
 /// Where each lane and its logs live, from the header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LaneLayout {

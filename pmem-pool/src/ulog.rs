@@ -22,6 +22,9 @@ use crate::persist::Persister;
 
 /// Bytes of an entry header.
 pub const ENTRY_HEADER: usize = 16;
+static_assertions::const_assert_eq!(ENTRY_HEADER, 16);
+static_assertions::const_assert!(SMALL_ENTRY + ENTRY_HEADER <= 256);
+
 /// Payloads up to this size are copied together with their header.
 const SMALL_ENTRY: usize = 240;
 /// Bits of `offset_kind` holding the target offset.
