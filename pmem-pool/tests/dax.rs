@@ -10,7 +10,9 @@
 //! prints why it skips and passes, so the ordinary `cargo test` stays green.
 //! With it, a wrong mode fails loudly: that is the point of running here.
 //!
-//! Each test that ran in the guest prints a `DAXVM-DAX-TEST ok:` line
+//! Each test that ran in the guest prints a `dax-guest-test ok:` line
+//! (not starting with `DAXVM-`: the cargo runner drops console lines with
+//! that prefix)
 //! straight to stdout (past the test harness's capture); `.ci/run` counts
 //! them to prove the tests really ran on DAX.
 
@@ -44,7 +46,7 @@ fn guest_dir(test: &str) -> Option<PathBuf> {
 
 fn ran(test: &str, c: &ModeChoice) {
     say(&format!(
-        "DAXVM-DAX-TEST ok: {test}: mode={} ({})",
+        "dax-guest-test ok: {test}: mode={} ({})",
         c.mode, c.reason
     ));
 }
