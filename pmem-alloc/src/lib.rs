@@ -53,3 +53,7 @@ pub enum RedoOp {
         mask: u64,
     },
 }
+
+#[allow(unsafe_code)]
+mod stub_api;
+pub use stub_api::*;

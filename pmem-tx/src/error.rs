@@ -9,6 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The pool layer failed (open, mapping, msync, log full...).
     Pool(pmem_pool::Error),
+    /// The heap failed: pool full, double free, corrupt metadata.
+    Alloc(pmem_alloc::Error),
     /// A null [`PPtr`](crate::PPtr) was dereferenced.
     Null,
     /// A pointer made for another pool was used with this one.
@@ -53,20 +55,13 @@ pub enum Error {
         /// The lanes with pending logs.
         lanes: Vec<u32>,
     },
-    /// The heap has no room (until the allocator lands, only the root
-    /// object is allocated, at the start of the heap).
-    OutOfSpace {
-        /// Bytes asked for.
-        requested: u64,
-        /// Bytes available.
-        available: u64,
-    },
 }
 
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Error::Pool(e) => e.fmt(f),
+            Error::Alloc(e) => e.fmt(f),
             Error::Null => write!(f, "null persistent pointer dereferenced"),
             Error::WrongPool { found, expected } => write!(
                 f,
@@ -99,13 +94,6 @@ impl std::fmt::Display for Error {
                 lanes.len(),
                 lanes.first().copied().unwrap_or(0)
             ),
-            Error::OutOfSpace {
-                requested,
-                available,
-            } => write!(
-                f,
-                "pool heap full: {requested} bytes requested, {available} available"
-            ),
         }
     }
 }
@@ -114,7 +102,17 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Pool(e) => Some(e),
+            Error::Alloc(e) => Some(e),
             _ => None,
+        }
+    }
+}
+
+impl From<pmem_alloc::Error> for Error {
+    fn from(e: pmem_alloc::Error) -> Self {
+        match e {
+            pmem_alloc::Error::Pool(p) => Error::Pool(p),
+            e => Error::Alloc(e),
         }
     }
 }

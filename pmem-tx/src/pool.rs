@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::locks::{Mode, RangeLocks, stripes};
 use crate::ptr::{PPtr, Persistent};
+use pmem_alloc::{AllocInfo, Heap, HeapRegion};
 use pmem_pool::lane::{LaneLayout, LaneState, Recovered};
 use pmem_pool::lane_set::LaneSet;
 use pmem_pool::{Mode as PersistMode, ModeChoice, PoolOptions, RawPool};
@@ -16,8 +17,8 @@ use std::time::Duration;
 pub(crate) const ROOT_OFFSET_FIELD: u64 = pmem_pool::STATE_OFFSET + 0x10;
 /// Pool offset of the root object's size in the state block.
 pub(crate) const ROOT_SIZE_FIELD: u64 = pmem_pool::STATE_OFFSET + 0x18;
-/// Alignment of the root object (a cache line).
-const ROOT_ALIGN: u64 = 64;
+/// Type number of the root object in its allocation header.
+pub const ROOT_TYPE_NUM: u64 = u64::MAX;
 /// Default time a transaction waits for bytes another one holds.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -27,6 +28,8 @@ static INSTANCES: AtomicU64 = AtomicU64::new(1);
 /// reference (or in an `Arc`); each thread runs its own transactions.
 pub struct Pool {
     pub(crate) raw: RawPool,
+    /// The heap (absent on a read-only pool: nothing can be allocated).
+    pub(crate) heap: Option<Heap>,
     pub(crate) lanes: LaneSet,
     pub(crate) layout: LaneLayout,
     pub(crate) locks: RangeLocks,
@@ -89,6 +92,18 @@ impl Pool {
             // mapping yet.
             unsafe { pmem_pool::lane::recover(raw.persister(), &layout)? }
         };
+        let heap = if raw.is_read_only() {
+            None
+        } else {
+            let h = raw.header();
+            let region = HeapRegion {
+                offset: h.heap_offset,
+                size: h.heap_size,
+            };
+            // SAFETY: recovery is done and nothing else references the
+            // mapping yet; the heap keeps no reference into it afterwards.
+            Some(unsafe { Heap::open(raw.persister(), region)? })
+        };
         let uuid = raw.header().uuid;
         let id = u64::from_le_bytes(uuid[..8].try_into().unwrap_or([0; 8])) | 1;
         Ok(Pool {
@@ -98,6 +113,7 @@ impl Pool {
             id,
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             recovered,
+            heap,
             root_lock: Mutex::new(()),
             raw,
         })
@@ -186,10 +202,11 @@ impl Pool {
         unsafe { (self.raw.base().add(off as usize) as *const u64).read_volatile() }
     }
 
-    /// The root object, created zeroed on first use. Its size is fixed at
+    /// The root object, created zeroed on first use (allocated from the
+    /// heap, with type number [`ROOT_TYPE_NUM`]). Its size is fixed at
     /// creation: asking for a type of another size is an error.
     pub fn root<T: Persistent>(&self) -> Result<PPtr<T>> {
-        let size = size_of::<T>() as u64;
+        let size = size_of::<T>().max(1) as u64;
         let make = |off| PPtr::<T>::from_raw(self.id, off);
         let existing = self.state_u64(ROOT_OFFSET_FIELD);
         if existing != 0 {
@@ -200,24 +217,95 @@ impl Pool {
         if existing != 0 {
             return self.checked_root(make(existing), size);
         }
-        let h = self.raw.header();
-        let off = h.heap_offset.next_multiple_of(ROOT_ALIGN);
-        let available = (h.heap_offset + h.heap_size).saturating_sub(off);
-        if size.max(1) > available {
-            return Err(Error::OutOfSpace {
-                requested: size,
-                available,
-            });
-        }
-        self.transaction(|tx| -> Result<()> {
-            // The area was never part of an object: no snapshot needed, but
-            // it is zeroed and flushed at commit like any written range.
-            tx.zero_fresh(off, size.max(1))?;
-            tx.set_state_u64(ROOT_SIZE_FIELD, size.max(1))?;
+        let off = self.transaction(|tx| -> Result<u64> {
+            let off = tx.reserve(size, ROOT_TYPE_NUM, true)?;
+            tx.set_state_u64(ROOT_SIZE_FIELD, size)?;
             tx.set_state_u64(ROOT_OFFSET_FIELD, off)?;
-            Ok(())
+            Ok(off)
         })?;
         Ok(make(off))
+    }
+
+    /// Allocates a `T`, initialises it with `init`, and stores a pointer to
+    /// it into `*dest`, crash-atomically and outside any transaction
+    /// (libpmemobj's `pmemobj_alloc` with a constructor): after a crash the
+    /// object is either fully constructed and reachable from `dest`, or was
+    /// never allocated. `dest` keeps its old value on failure.
+    pub fn alloc_into<T: Persistent>(
+        &self,
+        dest: PPtr<PPtr<T>>,
+        type_num: u64,
+        init: impl FnOnce(&mut T),
+    ) -> Result<PPtr<T>> {
+        let dest_off = self.check_typed(dest)?;
+        self.transaction(|tx| -> Result<PPtr<T>> {
+            let p = tx.zalloc::<T>(type_num)?;
+            init(&mut *tx.get_mut(p)?);
+            tx.redo_store_u64(dest_off, self.id)?;
+            tx.redo_store_u64(dest_off + 8, p.offset())?;
+            Ok(p)
+        })
+    }
+
+    /// Frees the object `*dest` points to and nulls `*dest`,
+    /// crash-atomically and outside any transaction (`pmemobj_free`).
+    /// A null `*dest` is a no-op.
+    pub fn free_from<T: Persistent>(&self, dest: PPtr<PPtr<T>>) -> Result<()> {
+        let dest_off = self.check_typed(dest)?;
+        self.transaction(|tx| -> Result<()> {
+            let p = tx.read(dest)?;
+            if p.is_null() {
+                return Ok(());
+            }
+            tx.free(p)?;
+            tx.redo_store_u64(dest_off, 0)?;
+            tx.redo_store_u64(dest_off + 8, 0)?;
+            Ok(())
+        })
+    }
+
+    /// The heap, or `ReadOnly` on a read-only pool.
+    pub(crate) fn heap(&self) -> Result<&Heap> {
+        self.heap
+            .as_ref()
+            .ok_or(Error::Pool(pmem_pool::Error::ReadOnly))
+    }
+
+    /// Every allocated object (with `type_num`, or all), as the heap sees
+    /// them now: like libpmemobj's `POBJ_FOREACH`. The root object has type
+    /// number [`ROOT_TYPE_NUM`].
+    pub fn objects(&self, type_num: Option<u64>) -> Result<Vec<AllocInfo>> {
+        Ok(self.heap()?.objects(self.raw.persister(), type_num))
+    }
+
+    /// Allocated objects of `type_num` as typed pointers (objects smaller
+    /// than `T` are skipped).
+    pub fn objects_of<T: Persistent>(&self, type_num: u64) -> Result<Vec<PPtr<T>>> {
+        Ok(self
+            .objects(Some(type_num))?
+            .into_iter()
+            .filter(|i| i.size >= size_of::<T>() as u64)
+            .map(|i| PPtr::from_raw(self.id, i.off))
+            .collect())
+    }
+
+    /// The allocation behind `p`: requested size, usable size, type number.
+    pub fn alloc_info<T>(&self, p: PPtr<T>) -> Result<AllocInfo> {
+        if p.is_null() {
+            return Err(Error::Null);
+        }
+        if p.pool_id() != self.id {
+            return Err(Error::WrongPool {
+                found: p.pool_id(),
+                expected: self.id,
+            });
+        }
+        Ok(self.heap()?.alloc_info(self.raw.persister(), p.offset())?)
+    }
+
+    /// The heap's consistency report (what `pmem check` says of the heap).
+    pub fn check_heap(&self) -> Result<pmem_alloc::HeapReport> {
+        Ok(self.heap()?.check(self.raw.persister()))
     }
 
     fn checked_root<T>(&self, p: PPtr<T>, size: u64) -> Result<PPtr<T>> {

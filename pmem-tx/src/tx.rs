@@ -13,12 +13,19 @@
 //! 4. Abort: the snapshots are copied back newest first, drained, and the
 //!    generation bumped the same way.
 //!
+//! A transaction that allocates or frees also writes a redo log at commit
+//! (FORMAT.md, "Transactions with allocation"): the data and the redo
+//! entries with their commit record are drained together (F2, the commit
+//! point), the entries are applied to the heap metadata and drained (F3),
+//! then the generation is bumped (F4).
+//!
 //! A transaction that only reads takes no lane and costs no fence.
 
 use crate::error::{Error, Result};
 use crate::locks::{Held, Mode, stripes};
 use crate::pool::Pool;
 use crate::ptr::{PPtr, Persistent};
+use pmem_alloc::{FreeTicket, RedoOp, Reservation};
 use pmem_pool::lane::bump_generation;
 use pmem_pool::ulog::{EntryKind, LogWriter};
 use std::cell::{Cell, RefCell};
@@ -73,6 +80,16 @@ struct Inner {
     dirty: Vec<(u64, u64)>,
     held: Held,
     aborted: bool,
+    /// Blocks reserved by this transaction: published at commit.
+    reserved: Vec<Reservation>,
+    /// Reservations freed again in this transaction: cancelled at the end.
+    dropped: Vec<Reservation>,
+    /// Objects freed by this transaction: freed at commit.
+    freed: Vec<FreeTicket>,
+    /// Redo operations of the frees (publishes are added at commit).
+    redo: Vec<RedoOp>,
+    /// Whether redo entries were written at the current generation.
+    redo_written: bool,
 }
 
 struct Shared {
@@ -325,18 +342,17 @@ impl<'p> Tx<'p> {
         self.add(off, size_of::<T>() as u64, flags)
     }
 
-    /// Zeroes a range no object uses yet (no snapshot); flushed at commit.
-    pub(crate) fn zero_fresh(&mut self, off: u64, len: u64) -> Result<()> {
-        self.add(off, len, Flags::NO_SNAPSHOT)?;
-        // SAFETY: `off..off+len` lies in the heap (checked by the caller),
-        // is locked exclusively by this transaction, and no reference to it
-        // exists (it belongs to no object yet).
-        unsafe {
-            self.pool
-                .raw
-                .persister()
-                .memset_nodrain(off as usize, 0, len as usize)
-        };
+    /// Stores `val` at the 8-aligned heap word `off` through the redo log
+    /// instead of the undo log: no snapshot, applied after the commit
+    /// record. Used by the atomic (non-transactional) alloc/free to publish
+    /// the destination pointer together with the allocation.
+    pub(crate) fn redo_store_u64(&mut self, off: u64, val: u64) -> Result<()> {
+        self.lock(off, 8, Mode::Exclusive)?;
+        self.shared
+            .inner
+            .borrow_mut()
+            .redo
+            .push(RedoOp::Set64 { off, val });
         Ok(())
     }
 
@@ -347,6 +363,138 @@ impl<'p> Tx<'p> {
         // mapping, snapshotted and locked exclusively by this transaction.
         unsafe { (self.pool.raw.base().add(off as usize) as *mut u64).write_volatile(v) };
         Ok(())
+    }
+
+    /// Reserves a block of `size` bytes with `type_num`, writes its
+    /// allocation header, and takes it into the transaction: locked, not
+    /// snapshotted (it was no object), flushed at commit, published at
+    /// commit, given back if the transaction aborts. Returns its offset.
+    pub(crate) fn reserve(&mut self, size: u64, type_num: u64, zero: bool) -> Result<u64> {
+        let heap = self.pool.heap()?;
+        let p = self.pool.raw.persister();
+        {
+            let inner = self.shared.inner.borrow();
+            if inner.aborted {
+                return Err(Error::Aborted);
+            }
+        }
+        let r = heap.reserve(p, size, type_num)?;
+        let (off, usable) = (r.off, r.usable);
+        // SAFETY: the reservation is ours alone until commit or cancel.
+        unsafe { heap.write_header(p, &r) };
+        self.shared.inner.borrow_mut().reserved.push(r);
+        self.add(off, usable.max(1), Flags::NO_SNAPSHOT)?;
+        if zero {
+            // SAFETY: a block reserved by this transaction, locked
+            // exclusively by it, that no reference can point to yet.
+            unsafe { std::ptr::write_bytes(p.base().add(off as usize), 0, size as usize) };
+        }
+        Ok(off)
+    }
+
+    /// Allocates a `T` holding `value` (type number 0); it becomes
+    /// reachable only through what this transaction stores, and vanishes if
+    /// it aborts. No snapshot is needed for it.
+    pub fn alloc<T: Persistent>(&mut self, value: T) -> Result<PPtr<T>> {
+        self.alloc_typed(0, value)
+    }
+
+    /// [`alloc`](Self::alloc) with a type number (for
+    /// [`Pool::objects`](crate::Pool::objects)).
+    pub fn alloc_typed<T: Persistent>(&mut self, type_num: u64, value: T) -> Result<PPtr<T>> {
+        let p = self.new_ptr::<T>(type_num, false)?;
+        *self.get_mut(p)? = value;
+        Ok(p)
+    }
+
+    /// Allocates a zeroed `T`.
+    pub fn zalloc<T: Persistent>(&mut self, type_num: u64) -> Result<PPtr<T>> {
+        self.new_ptr::<T>(type_num, true)
+    }
+
+    fn new_ptr<T>(&mut self, type_num: u64, zero: bool) -> Result<PPtr<T>> {
+        if align_of::<T>() > 16 {
+            return Err(Error::BadPointer {
+                offset: 0,
+                size: size_of::<T>() as u64,
+                reason: "types aligned to more than 16 bytes cannot be allocated",
+            });
+        }
+        let off = self.reserve(size_of::<T>().max(1) as u64, type_num, zero)?;
+        Ok(PPtr::from_raw(self.pool.id, off))
+    }
+
+    /// Allocates `size` bytes with `type_num`, zeroed.
+    pub fn alloc_bytes(&mut self, size: u64, type_num: u64) -> Result<PPtr<u8>> {
+        let off = self.reserve(size.max(1), type_num, true)?;
+        Ok(PPtr::from_raw(self.pool.id, off))
+    }
+
+    /// Frees the object at `p` when the transaction commits (nothing
+    /// happens if it aborts). Freeing an object this transaction allocated
+    /// gives it back at the end. Double frees and pointers that are not the
+    /// start of an object are errors.
+    pub fn free<T>(&mut self, p: PPtr<T>) -> Result<()> {
+        if p.is_null() {
+            return Err(Error::Null);
+        }
+        if p.pool_id() != self.pool.id {
+            return Err(Error::WrongPool {
+                found: p.pool_id(),
+                expected: self.pool.id,
+            });
+        }
+        let heap = self.pool.heap()?;
+        let off = p.offset();
+        {
+            let mut inner = self.shared.inner.borrow_mut();
+            if inner.aborted {
+                return Err(Error::Aborted);
+            }
+            if let Some(i) = inner.reserved.iter().position(|r| r.off == off) {
+                let r = inner.reserved.swap_remove(i);
+                inner.dropped.push(r);
+                return Ok(());
+            }
+        }
+        let info = heap.alloc_info(self.pool.raw.persister(), off)?;
+        // Whoever else uses the object must be done with it first.
+        self.lock(off, info.usable.max(1), Mode::Exclusive)?;
+        let mut inner = self.shared.inner.borrow_mut();
+        let inner = &mut *inner;
+        let t = heap.free_ops(self.pool.raw.persister(), off, &mut inner.redo)?;
+        inner.freed.push(t);
+        Ok(())
+    }
+
+    /// Resizes the allocation at `p` to `size` bytes: allocates a new one
+    /// with the same type number, copies the common prefix, frees the old
+    /// one at commit, and returns the new pointer.
+    pub fn realloc(&mut self, p: PPtr<u8>, size: u64) -> Result<PPtr<u8>> {
+        let heap = self.pool.heap()?;
+        let old = heap.alloc_info(self.pool.raw.persister(), p.offset())?;
+        if p.pool_id() != self.pool.id {
+            return Err(Error::WrongPool {
+                found: p.pool_id(),
+                expected: self.pool.id,
+            });
+        }
+        self.lock(old.off, old.usable.max(1), Mode::Shared)?;
+        let new = self.alloc_bytes(size, old.type_num)?;
+        let n = old.size.min(size) as usize;
+        let base = self.pool.raw.persister().base();
+        // SAFETY: the old object is locked (at least shared) and the new
+        // one exclusively by this transaction; both lie in the heap and are
+        // distinct blocks; no guard is alive (`&mut self`).
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                base.add(old.off as usize),
+                base.add(new.offset() as usize),
+                n,
+            )
+        };
+        self.free(p)?;
+        Ok(new)
     }
 
     fn ensure_lane(&self, inner: &mut Inner) {
@@ -481,17 +629,61 @@ impl<'p> Tx<'p> {
 
     fn commit_durably(&self, inner: &mut Inner) -> Result<()> {
         let p = self.pool.raw.persister();
-        if !inner.dirty.is_empty() {
+        if let Some(heap) = self.pool.heap.as_ref() {
+            for r in &inner.reserved {
+                heap.publish_ops(r, &mut inner.redo);
+            }
+        }
+        let allocating = !inner.redo.is_empty();
+        if allocating {
+            self.ensure_lane(inner);
+            let lane = inner.lane.ok_or(Error::Aborted)?;
+            let mut w = LogWriter::new(self.pool.layout.redo(lane), inner.generation);
+            inner.redo_written = true;
+            for op in &inner.redo {
+                let (kind, off, v) = match *op {
+                    RedoOp::Set64 { off, val } => (EntryKind::Set64, off, val),
+                    RedoOp::Or64 { off, mask } => (EntryKind::Or64, off, mask),
+                    RedoOp::AndNot64 { off, mask } => (EntryKind::AndNot64, off, mask),
+                };
+                // SAFETY: this transaction holds the lane and so owns its
+                // redo log; the payload is a local.
+                unsafe { w.append(p, kind, off, &v.to_le_bytes())? };
+            }
+            // SAFETY: as above.
+            unsafe { w.append_commit(p)? };
+        }
+        if !inner.dirty.is_empty() || allocating {
             for (a, b) in merged_lines(&mut inner.dirty) {
                 p.flush(a as usize, (b - a) as usize);
             }
+            // With allocation, this drain also makes the redo log and its
+            // commit record durable: the commit point.
             p.drain()?;
         }
-        if let (Some(lane), false) = (inner.lane, inner.entries.is_empty()) {
-            // The commit point.
+        if allocating {
+            for op in &inner.redo {
+                apply(p, *op);
+            }
+            p.drain()?;
+        }
+        if let (Some(lane), true) = (inner.lane, !inner.entries.is_empty() || inner.redo_written) {
+            // The commit point of an undo-only transaction; for one that
+            // allocated, the end of its redo log.
             bump_generation(p, &self.pool.layout, lane, inner.generation)?;
             inner.entries.clear();
+            inner.redo_written = false;
         }
+        if let Some(heap) = self.pool.heap.as_ref() {
+            heap.after_commit(
+                std::mem::take(&mut inner.reserved),
+                std::mem::take(&mut inner.freed),
+            );
+            for r in inner.dropped.drain(..) {
+                heap.cancel(r);
+            }
+        }
+        inner.redo.clear();
         Ok(())
     }
 
@@ -500,7 +692,9 @@ impl<'p> Tx<'p> {
         let inner = &mut *inner;
         let p = self.pool.raw.persister();
         let r = (|| -> Result<()> {
-            if let (Some(lane), false) = (inner.lane, inner.entries.is_empty()) {
+            if let (Some(lane), true) =
+                (inner.lane, !inner.entries.is_empty() || inner.redo_written)
+            {
                 for e in inner.entries.iter().rev() {
                     // SAFETY: the payload lies in this transaction's undo log
                     // and the target in the heap or state block (disjoint);
@@ -518,6 +712,16 @@ impl<'p> Tx<'p> {
             Ok(())
         })();
         inner.entries.clear();
+        inner.redo_written = false;
+        inner.redo.clear();
+        if let Some(heap) = self.pool.heap.as_ref() {
+            for r in inner.reserved.drain(..).chain(inner.dropped.drain(..)) {
+                heap.cancel(r);
+            }
+            for t in inner.freed.drain(..) {
+                heap.cancel_free(t);
+            }
+        }
         self.release(inner);
         r
     }
@@ -537,6 +741,29 @@ impl Drop for Tx<'_> {
             }
         }
     }
+}
+
+/// Applies one redo operation to the mapping and flushes its word. Atomic
+/// read-modify-writes: other transactions may change other bits of the
+/// same bitmap word at the same time.
+fn apply(p: &pmem_pool::Persister, op: RedoOp) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (off, f): (u64, &dyn Fn(&AtomicU64)) = match op {
+        RedoOp::Set64 { off, val } => (off, &move |w| w.store(val.to_le(), Ordering::Release)),
+        RedoOp::Or64 { off, mask } => (off, &move |w| {
+            w.fetch_or(mask.to_le(), Ordering::AcqRel);
+        }),
+        RedoOp::AndNot64 { off, mask } => (off, &move |w| {
+            w.fetch_and(!mask.to_le(), Ordering::AcqRel);
+        }),
+    };
+    debug_assert!(off.is_multiple_of(8) && off as usize + 8 <= p.len());
+    // SAFETY: the heap produced `off`: an 8-aligned metadata word inside
+    // the mapping, which is only ever accessed atomically while the pool
+    // is shared (heap metadata is not part of any object).
+    let word = unsafe { AtomicU64::from_ptr(p.base().add(off as usize) as *mut u64) };
+    f(word);
+    p.flush(off as usize, 8);
 }
 
 /// The parts of `a..b` not in `covered`.

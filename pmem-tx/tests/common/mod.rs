@@ -1,13 +1,14 @@
 //! Crash-simulation harness shared by the `crash_*` tests.
 //!
 //! A workload runs on a pool in `Mode::Sim` while the simulated domain
-//! records a trace. Each transaction (a "step") is registered with the range
-//! of drain sequence numbers it executed and the root content the model
-//! expects before and after it. Then, for every drain point, the persisted
-//! image alone and random subsets of the not-yet-persisted dirty lines are
-//! written to a file, opened (which runs recovery) and the root is compared
-//! with the model: it must equal the state before or after the step that
-//! was interrupted, exactly.
+//! records a trace. Each operation (a "step") is registered with the range
+//! of drain sequence numbers it executed and the abstract state `S` the
+//! model expects before and after it (`observe` reads that state from a
+//! pool). Then, for every drain point, the persisted image alone and random
+//! subsets of the not-yet-persisted dirty lines are written to a file,
+//! opened (which runs recovery and rebuilds the heap), checked (heap
+//! consistency), and observed: the state must equal the one before or after
+//! the step that was interrupted, exactly.
 #![allow(dead_code)]
 
 use pmem_pool::sim::{CrashOptions, SimDomain};
@@ -21,23 +22,33 @@ pub const ROOT: usize = 64 * 1024;
 pub type Root = [u8; ROOT];
 const LAYOUT: &str = "crash-sim";
 
-pub struct Step {
+pub struct Step<S> {
     /// Drains with seq in `first..end` belong to this step.
     pub first: u64,
     pub end: u64,
-    pub before: Vec<u8>,
-    pub after: Vec<u8>,
+    pub before: S,
+    pub after: S,
     pub label: String,
 }
 
-pub struct Harness {
+/// Reads the abstract state of a pool.
+pub type Observe<S> = fn(&Pool) -> S;
+
+pub struct Harness<S = Vec<u8>> {
     pub dir: tempfile::TempDir,
     pub pool: Option<Pool>,
     pub root: PPtr<Root>,
     pub sim: Arc<SimDomain>,
-    pub model: Vec<u8>,
-    pub steps: Vec<Step>,
+    pub model: S,
+    pub observe: Observe<S>,
+    pub steps: Vec<Step<S>>,
     pub checked_fully_persisted: usize,
+}
+
+/// The root's bytes: the state of the byte-range workloads.
+pub fn root_bytes(pool: &Pool) -> Vec<u8> {
+    let root = pool.root::<Root>().unwrap();
+    pool.read(root).unwrap().to_vec()
 }
 
 pub fn tmpdir() -> tempfile::TempDir {
@@ -49,9 +60,18 @@ pub fn tmpdir() -> tempfile::TempDir {
     }
 }
 
-impl Harness {
-    /// A fresh pool in Sim mode with 4 lanes of 32 KiB and a zeroed root.
+impl Harness<Vec<u8>> {
+    /// A fresh pool in Sim mode with 4 lanes of 32 KiB and a zeroed root,
+    /// observed as the root's bytes.
     pub fn new() -> Self {
+        Self::with(root_bytes, |_| {})
+    }
+}
+
+impl<S: Clone + PartialEq + std::fmt::Debug> Harness<S> {
+    /// A fresh pool in Sim mode with 4 lanes of 32 KiB, a zeroed root, the
+    /// given `setup` run before tracing starts, observed by `observe`.
+    pub fn with(observe: Observe<S>, setup: impl FnOnce(&Pool)) -> Self {
         let dir = tmpdir();
         let opts = PoolOptions::new()
             .mode(Mode::Sim)
@@ -60,15 +80,18 @@ impl Harness {
         let size = pmem_pool::MIN_POOL_SIZE.next_multiple_of(4096);
         let pool = Pool::create_with(dir.path().join("live.pool"), LAYOUT, size, &opts).unwrap();
         let root = pool.root::<Root>().unwrap();
+        setup(&pool);
         let sim = pool.raw().persister().sim().unwrap().clone();
         assert!(sim.is_fully_persisted(), "setup left lines unflushed");
+        let model = observe(&pool);
         sim.start_trace();
         Harness {
             dir,
             pool: Some(pool),
             root,
             sim,
-            model: vec![0; ROOT],
+            model,
+            observe,
             steps: Vec::new(),
             checked_fully_persisted: 0,
         }
@@ -84,7 +107,7 @@ impl Harness {
         &mut self,
         label: impl Into<String>,
         f: impl FnOnce(&Pool, PPtr<Root>) -> bool,
-        apply: impl FnOnce(&mut [u8]),
+        apply: impl FnOnce(&mut S),
     ) {
         let first = self.sim.counters().fences;
         let before = self.model.clone();
@@ -94,8 +117,8 @@ impl Harness {
         }
         let end = self.sim.counters().fences;
         // The live pool must equal the model...
-        let live = self.pool().read(self.root).unwrap();
-        assert_eq!(&live[..], &self.model[..], "live state diverged after step");
+        let live = (self.observe)(self.pool());
+        assert_eq!(live, self.model, "live state diverged after step");
         // ...and nothing may be left unflushed once the transaction is over.
         assert!(
             self.sim.is_fully_persisted(),
@@ -113,19 +136,29 @@ impl Harness {
     }
 
     /// Checks every crash image; returns (drain points, images checked).
-    pub fn check_crashes(mut self, random_subsets: usize) -> (usize, usize) {
+    pub fn check_crashes(self, random_subsets: usize) -> (usize, usize) {
+        self.check_crashes_with(random_subsets, 4)
+    }
+
+    /// As `check_crashes`, with the exhaustive-subset limit given.
+    pub fn check_crashes_with(
+        mut self,
+        random_subsets: usize,
+        exhaustive_up_to: u32,
+    ) -> (usize, usize) {
         let mut trace = self.sim.take_trace().expect("trace was started");
         let points = trace.points();
         let opts = CrashOptions {
             random_subsets,
             seed: 0x00c0_ffee,
-            exhaustive_up_to: 4,
+            exhaustive_up_to,
         };
         drop(self.pool.take());
         let file: PathBuf = self.dir.path().join("crash.pool");
         let mut checked = 0usize;
         let last = self.model.clone();
         let steps = &self.steps;
+        let observe = self.observe;
         let flow = trace.for_each_image(&opts, |img| {
             let (before, after, label) = match img.drain_seq {
                 None => (&last, &last, "after the last drain"),
@@ -144,17 +177,24 @@ impl Harness {
                     img.point, img.selection
                 ),
             };
-            let root = pool.root::<Root>().unwrap();
-            let got = pool.read(root).unwrap();
-            if got[..] != before[..] && got[..] != after[..] {
-                let diff = |m: &[u8]| got.iter().zip(m).position(|(a, b)| a != b);
+            let heap = pool.check_heap().unwrap();
+            assert!(
+                heap.problems.is_empty(),
+                "crash image at point {} ({label}, {:?}): heap inconsistent: {:?}",
+                img.point,
+                img.selection,
+                heap.problems
+            );
+            let got = observe(&pool);
+            if got != *before && got != *after {
                 panic!(
-                    "crash image at point {} ({label}, {:?}, {} dirty lines added) recovered to neither state: first diff vs before at {:?}, vs after at {:?}",
+                    "crash image at point {} ({label}, {:?}, {} dirty lines added) recovered to neither state:\n got    {:?}\n before {:?}\n after  {:?}",
                     img.point,
                     img.selection,
                     img.added_lines.len(),
-                    diff(before),
-                    diff(after)
+                    Abbrev(&got),
+                    Abbrev(before),
+                    Abbrev(after)
                 );
             }
             // Recovery left no pending log behind.
@@ -169,6 +209,20 @@ impl Harness {
             "every point yields at least its persisted image"
         );
         (points, checked)
+    }
+}
+
+/// Debug output cut to a readable length.
+struct Abbrev<'a, S>(&'a S);
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Abbrev<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = format!("{:?}", self.0);
+        if s.len() > 300 {
+            write!(f, "{}... ({} chars)", &s[..300], s.len())
+        } else {
+            f.write_str(&s)
+        }
     }
 }
 
