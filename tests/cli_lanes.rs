@@ -15,9 +15,21 @@ use pmem_obj::pool::{LaneState, PoolOptions, RawPool};
 use pmem_obj::{Error, Pool};
 use std::path::Path;
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
 
 const LAYOUT: &str = "cli-lanes-v1";
 const OLD: [u64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+
+/// Serializes the tests of this file. A `pmem` child spawned by one test
+/// thread holds copies of every descriptor open in this process between
+/// its fork and its exec; if another test opened a pool just then, the
+/// child briefly holds that pool's `flock` and the test's next open fails
+/// with `Locked`.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn pmem(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_pmem"))
@@ -91,6 +103,7 @@ fn crash_mid_transaction(path: &Path, root: u64) {
 
 #[test]
 fn interrupted_transaction_is_a_note_until_open_rolls_it_back() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("undo.pool");
     let p = path.to_str().unwrap();
@@ -158,6 +171,7 @@ fn interrupted_transaction_is_a_note_until_open_rolls_it_back() {
 
 #[test]
 fn committed_redo_log_is_a_note_until_open_applies_it() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("redo.pool");
     let p = path.to_str().unwrap();
@@ -202,6 +216,7 @@ fn committed_redo_log_is_a_note_until_open_applies_it() {
 
 #[test]
 fn log_entry_aiming_into_the_header_is_damage() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("damaged.pool");
     let p = path.to_str().unwrap();
