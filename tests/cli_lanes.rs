@@ -89,7 +89,7 @@ fn crash_mid_transaction(path: &Path, root: u64) {
     let (raw, layout, generation) = raw_open(path, 0);
     let p = raw.persister();
     let old: Vec<u8> = OLD.iter().flat_map(|w| w.to_le_bytes()).collect();
-    let mut w = LogWriter::new(layout.undo(0), generation);
+    let mut w = LogWriter::new(layout.undo(0), pmem_pool::lane::log_key(0, generation));
     // SAFETY: lane 0's undo log is ours alone (no transaction runs on a
     // raw pool) and `old` is a private buffer.
     unsafe { w.append(p, EntryKind::Snapshot, root, &old) }.unwrap();
@@ -179,7 +179,7 @@ fn committed_redo_log_is_a_note_until_open_applies_it() {
 
     let (raw, layout, generation) = raw_open(&path, 0);
     let per = raw.persister();
-    let mut w = LogWriter::new(layout.redo(0), generation);
+    let mut w = LogWriter::new(layout.redo(0), pmem_pool::lane::log_key(0, generation));
     // SAFETY: lane 0's redo log is ours alone; the payloads are private.
     unsafe {
         w.append(per, EntryKind::Set64, root, &42u64.to_le_bytes())
@@ -232,7 +232,10 @@ fn log_entry_aiming_into_the_header_is_damage() {
     .count
         - 1;
     let (raw, layout, generation) = raw_open(&path, lane);
-    let mut w = LogWriter::new(layout.undo(lane), generation);
+    let mut w = LogWriter::new(
+        layout.undo(lane),
+        pmem_pool::lane::log_key(lane, generation),
+    );
     // A checksum-valid entry that would overwrite the header at 0x100.
     // SAFETY: the lane's undo log is ours alone; the payload is private.
     unsafe { w.append(raw.persister(), EntryKind::Snapshot, 0x100, &[0u8; 16]) }.unwrap();
