@@ -46,3 +46,8 @@ pub use pmem_tx::{
     Error, Flags, Mode, ModeChoice, PPtr, PRef, Persistent, Pool, PoolOptions, Tx, TxMut, TxRef,
     bytemuck,
 };
+
+/// The README's example, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -3,13 +3,20 @@
 //!
 //! Both header copies are validated independently (magic, checksum,
 //! fields), compared byte for byte, and the file size is compared with the
-//! size the header records. Only plain reads, under a shared `flock`.
-//! Later issues add lanes and heap to the report.
+//! size the header records. Then every lane's logs are inspected
+//! ([`lane::inspect`]) in the file prefix that holds them: a lane whose
+//! log aims outside the heap and state block is damage; a lane holding an
+//! interrupted or committed-but-unapplied transaction is normal after a
+//! crash (the next read-write open recovers it) and is reported as a note.
+//! Only plain reads, under a shared `flock`. The heap joins the report
+//! with the allocator.
 
 use crate::error::{Error, Result};
 use crate::header::{self, HeaderInfo, KNOWN_INCOMPAT, KNOWN_RO_COMPAT};
+use crate::lane::{self, LaneLayout, LaneState};
 use crate::layout::{BACKUP_HEADER_OFFSET, BLOCK_SIZE, HEADER_OFFSET, STATE_OFFSET};
-use crate::pool::{lock, open_file, read_block};
+use crate::map::Target;
+use crate::pool::{Opened, lock, open_file, read_block};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -46,6 +53,14 @@ pub struct CheckReport {
     pub file_size: u64,
     /// Problems found, one sentence each; empty means consistent.
     pub problems: Vec<String>,
+    /// The lanes that are not idle, in lane order: pending logs (which the
+    /// next read-write open recovers) and damaged lanes (also listed in
+    /// `problems`). Empty when no header copy is valid: the lanes cannot
+    /// be located then.
+    pub lanes: Vec<(u32, LaneState)>,
+    /// Facts worth knowing that are not problems (pending logs), one
+    /// sentence each.
+    pub notes: Vec<String>,
 }
 
 impl CheckReport {
@@ -53,6 +68,63 @@ impl CheckReport {
     pub fn is_consistent(&self) -> bool {
         self.problems.is_empty()
     }
+}
+
+/// One sentence about a non-idle lane: a note for a pending log, the
+/// problem for a damaged lane; `None` for an idle lane.
+pub fn lane_sentence(lane: u32, state: &LaneState) -> Option<String> {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    Some(match state {
+        LaneState::Idle => return None,
+        LaneState::UndoPending { entries: 0, .. } => format!(
+            "lane {lane}: interrupted transaction with no snapshot yet: the next open discards its log"
+        ),
+        LaneState::UndoPending { entries, bytes } => format!(
+            "lane {lane}: interrupted transaction: the next open rolls back {} ({bytes} bytes)",
+            plural(*entries, "snapshot", "snapshots")
+        ),
+        LaneState::RedoPending { entries } => format!(
+            "lane {lane}: committed transaction not yet applied: the next open applies {}",
+            plural(*entries, "redo record", "redo records")
+        ),
+        LaneState::Damaged => format!(
+            "lane {lane} holds a checksum-valid log entry that points outside the heap and the state block: the pool is damaged and its contents must not be trusted (a read-write open refuses it)"
+        ),
+    })
+}
+
+/// The non-idle lanes of the pool whose validated header is `h`, read
+/// from the file at `path` (plain reads; the caller may hold the pool open,
+/// e.g. read-only for `pmem info`). `Ok(None)` if the file is too short to
+/// hold the lanes.
+pub fn pending_lanes(path: &Path, h: &HeaderInfo) -> Result<Option<Vec<(u32, LaneState)>>> {
+    let o = open_file(path, false)?;
+    lane_states(&o, path, h)
+}
+
+/// Reads the prefix holding the headers and lanes (up to `heap_offset`)
+/// and inspects every lane in it.
+fn lane_states(o: &Opened, path: &Path, h: &HeaderInfo) -> Result<Option<Vec<(u32, LaneState)>>> {
+    if o.len < h.heap_offset {
+        return Ok(None);
+    }
+    let Ok(len) = usize::try_from(h.heap_offset) else {
+        return Ok(None);
+    };
+    let mut prefix = vec![0u8; len];
+    match o.target {
+        Target::File => o.file.read_exact_at(&mut prefix, 0),
+        Target::DevDax => crate::map::read_devdax(&o.file, o.dev, 0, &mut prefix),
+    }
+    .map_err(|e| Error::io(format!("reading the lanes of {}", path.display()), e))?;
+    let layout = LaneLayout::from_header(h);
+    Ok(Some(
+        (0..layout.count)
+            .map(|i| (i, lane::inspect(&prefix, &layout, i)))
+            .filter(|(_, s)| *s != LaneState::Idle)
+            .collect(),
+    ))
 }
 
 /// Checks the pool file at `path` read-only. `Err` means the check could
@@ -75,6 +147,8 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
         _ => false,
     };
     let mut problems = Vec::new();
+    let mut notes = Vec::new();
+    let mut lanes = Vec::new();
     describe("primary", &p_status, &mut problems);
     describe("backup", &b_status, &mut problems);
     if p_status == CopyStatus::Ok && b_status == CopyStatus::Ok && !copies_match {
@@ -117,6 +191,20 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
         } else {
             check_state(&o, path, &mut problems)?;
         }
+        // The lane format is known only for this version and features.
+        let readable = h.version == header::FORMAT_VERSION && h.incompat & !KNOWN_INCOMPAT == 0;
+        if readable && let Some(found) = lane_states(&o, path, h)? {
+            for (i, state) in &found {
+                if let Some(s) = lane_sentence(*i, state) {
+                    if *state == LaneState::Damaged {
+                        problems.push(s);
+                    } else {
+                        notes.push(s);
+                    }
+                }
+            }
+            lanes = found;
+        }
     }
     Ok(CheckReport {
         primary: p_status,
@@ -125,6 +213,8 @@ pub fn check_file(path: &Path) -> Result<CheckReport> {
         copies_match,
         file_size: o.len,
         problems,
+        lanes,
+        notes,
     })
 }
 
@@ -249,5 +339,39 @@ fn unrepairable(path: &Path, primary: Option<&[u8; BLOCK_SIZE as usize]>) -> Err
             which: "backup",
             reason: "neither header copy is valid".into(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lane_sentences_name_the_lane_and_what_the_next_open_does() {
+        assert_eq!(lane_sentence(0, &LaneState::Idle), None);
+        let undo = |entries, bytes| LaneState::UndoPending { entries, bytes };
+        assert_eq!(
+            lane_sentence(3, &undo(2, 128)).unwrap(),
+            "lane 3: interrupted transaction: the next open rolls back 2 snapshots (128 bytes)"
+        );
+        assert!(
+            lane_sentence(3, &undo(1, 8))
+                .unwrap()
+                .contains("rolls back 1 snapshot (8 bytes)")
+        );
+        assert!(
+            lane_sentence(9, &undo(0, 0))
+                .unwrap()
+                .contains("no snapshot yet")
+        );
+        assert_eq!(
+            lane_sentence(5, &LaneState::RedoPending { entries: 4 }).unwrap(),
+            "lane 5: committed transaction not yet applied: the next open applies 4 redo records"
+        );
+        let d = lane_sentence(7, &LaneState::Damaged).unwrap();
+        assert!(
+            d.starts_with("lane 7 ") && d.contains("must not be trusted"),
+            "{d}"
+        );
     }
 }

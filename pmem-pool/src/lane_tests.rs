@@ -114,11 +114,11 @@ impl SimPool {
     }
 
     fn undo(&self, lane: u32) -> LogWriter {
-        LogWriter::new(self.l.undo(lane), self.generation(lane))
+        LogWriter::new(self.l.undo(lane), log_key(lane, self.generation(lane)))
     }
 
     fn redo(&self, lane: u32) -> LogWriter {
-        LogWriter::new(self.l.redo(lane), self.generation(lane))
+        LogWriter::new(self.l.redo(lane), log_key(lane, self.generation(lane)))
     }
 
     /// Appends a `Snapshot` of the current bytes of `off..off+len`.
@@ -452,7 +452,7 @@ fn bad_targets_are_damage_and_recovery_writes_nothing() {
             sp.persist_all();
             let img = sp.bytes();
             let area = if redo { sp.l.redo(1) } else { sp.l.undo(1) };
-            let s = scan(&img, area, 0, |o, n| sp.l.target_ok(o, n));
+            let s = scan(&img, area, log_key(1, 0), |o, n| sp.l.target_ok(o, n));
             assert!(s.bad_target, "target {target:#x}+{len} accepted");
             assert_eq!(s.entries.len(), 1, "entries before the bad one kept");
             assert!(!s.committed);
@@ -569,7 +569,7 @@ fn crash_during_redo_recovers_to_the_same_state() {
 fn recover_costs_two_fences_per_lane_and_none_when_idle() {
     let sp = SimPool::new();
     // Stale entries of an older generation do not count as work.
-    let mut old = LogWriter::new(sp.l.undo(0), 0);
+    let mut old = LogWriter::new(sp.l.undo(0), log_key(0, 0));
     sp.set_generation(0, 1);
     sp.snapshot(&mut old, H, 64);
     sp.persist_all();

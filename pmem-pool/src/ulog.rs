@@ -25,6 +25,13 @@ pub const ENTRY_HEADER: usize = 16;
 static_assertions::const_assert_eq!(ENTRY_HEADER, 16);
 static_assertions::const_assert!(SMALL_ENTRY + ENTRY_HEADER <= 256);
 
+/// Bytes every area keeps free at its end for a `Continue` entry.
+pub const CONTINUE_RESERVE: usize = ENTRY_HEADER + 8;
+/// Most areas one log may chain through (a bound for damaged pools).
+const MAX_HOPS: usize = 1 << 20;
+/// Smallest area a `Continue` entry may point to.
+pub const MIN_AREA: usize = 256;
+
 /// Payloads up to this size are copied together with their header.
 const SMALL_ENTRY: usize = 240;
 /// Bits of `offset_kind` holding the target offset.
@@ -45,6 +52,9 @@ pub enum EntryKind {
     AndNot64 = 4,
     /// Redo: copy the payload to `target`.
     Copy = 5,
+    /// The log continues in another area (an overflow block in the heap):
+    /// `target` is its pool offset, the 8-byte payload its capacity.
+    Continue = 6,
     /// Redo commit record: `target` holds the number of entries before it.
     Commit = 0x7f,
 }
@@ -57,6 +67,7 @@ impl EntryKind {
             3 => EntryKind::Or64,
             4 => EntryKind::AndNot64,
             5 => EntryKind::Copy,
+            6 => EntryKind::Continue,
             0x7f => EntryKind::Commit,
             _ => return None,
         })
@@ -124,9 +135,40 @@ impl LogWriter {
         }
     }
 
-    /// Bytes still free.
+    /// Bytes still free for entries in the current area (the tail kept for
+    /// a `Continue` entry excluded).
     pub fn remaining(&self) -> usize {
-        self.area.cap - self.pos
+        self.area.cap.saturating_sub(self.pos + CONTINUE_RESERVE)
+    }
+
+    /// The area entries are being appended to.
+    pub fn area(&self) -> LogArea {
+        self.area
+    }
+
+    /// Continues the log in `next` (an overflow block the caller owns, at
+    /// least [`MIN_AREA`] bytes, 8-aligned): writes a `Continue` entry into
+    /// the tail every area keeps free, then appends to `next` from its
+    /// start. Not drained, like `append`.
+    ///
+    /// # Safety
+    /// As for [`append`](Self::append), for both areas.
+    pub unsafe fn chain(&mut self, p: &Persister, next: LogArea) -> Result<()> {
+        if next.cap < MIN_AREA || !next.off.is_multiple_of(8) || !next.cap.is_multiple_of(8) {
+            return Err(Error::LogFull {
+                needed: MIN_AREA as u64,
+                available: next.cap as u64,
+            });
+        }
+        debug_assert!(self.pos + CONTINUE_RESERVE <= self.area.cap);
+        let at = self.area.off + self.pos;
+        let cap = (next.cap as u64).to_le_bytes();
+        // SAFETY: forwarded from the caller; `append` never uses the last
+        // CONTINUE_RESERVE bytes, so the entry fits at `pos`.
+        unsafe { self.write_entry(p, at, EntryKind::Continue, next.off as u64, &cap) };
+        self.area = next;
+        self.pos = 0;
+        Ok(())
     }
 
     /// Entries appended so far.
@@ -160,6 +202,28 @@ impl LogWriter {
                 available: self.remaining() as u64,
             });
         }
+        let at = self.area.off + self.pos;
+        // SAFETY: forwarded from the caller; `need <= remaining` keeps the
+        // entry inside the area.
+        unsafe { self.write_entry(p, at, kind, target, payload) };
+        self.pos += need;
+        self.count += 1;
+        Ok(at + ENTRY_HEADER)
+    }
+
+    /// Writes one entry at pool offset `at` (no bounds check).
+    ///
+    /// # Safety
+    /// The caller owns `at..at + entry_size(payload.len())`, and `payload`
+    /// does not overlap it.
+    unsafe fn write_entry(
+        &self,
+        p: &Persister,
+        at: usize,
+        kind: EntryKind,
+        target: u64,
+        payload: &[u8],
+    ) {
         let offset_kind = ((kind as u64) << OFFSET_BITS) | target;
         let len = payload.len() as u32;
         let crc = checksum(self.generation, offset_kind, len, payload);
@@ -167,27 +231,22 @@ impl LogWriter {
         head[..8].copy_from_slice(&offset_kind.to_le_bytes());
         head[8..12].copy_from_slice(&len.to_le_bytes());
         head[12..16].copy_from_slice(&crc.to_le_bytes());
-        let at = self.area.off + self.pos;
         if payload.len() <= SMALL_ENTRY {
             // One copy of header and payload together, so the line they
             // share is flushed once.
             let mut buf = [0u8; ENTRY_HEADER + SMALL_ENTRY];
             buf[..ENTRY_HEADER].copy_from_slice(&head);
             buf[ENTRY_HEADER..ENTRY_HEADER + payload.len()].copy_from_slice(payload);
-            // SAFETY: the caller owns the log area; `need <= remaining`
-            // keeps the copy inside it.
+            // SAFETY: the caller owns the entry's bytes.
             unsafe { p.memcpy_nodrain(at, &buf[..ENTRY_HEADER + payload.len()]) };
         } else {
-            // SAFETY: the caller owns the log area; `need <= remaining`
-            // keeps both copies inside it, and `payload` does not overlap it.
+            // SAFETY: the caller owns the entry's bytes, and `payload` does
+            // not overlap them.
             unsafe {
                 p.memcpy_nodrain(at + ENTRY_HEADER, payload);
                 p.memcpy_nodrain(at, &head);
             }
         }
-        self.pos += need;
-        self.count += 1;
-        Ok(at + ENTRY_HEADER)
     }
 
     /// Appends the redo commit record (the number of entries before it).
@@ -213,10 +272,12 @@ pub fn scan(
     target_ok: impl Fn(u64, u64) -> bool,
 ) -> ScanResult {
     let mut out = ScanResult::default();
-    let Some(log) = pool.get(area.off..area.off.saturating_add(area.cap)) else {
+    let Some(mut log) = pool.get(area.off..area.off.saturating_add(area.cap)) else {
         out.bad_target = true;
         return out;
     };
+    let mut area = area;
+    let mut hops = 0usize;
     let mut pos = 0usize;
     while pos + ENTRY_HEADER <= log.len() {
         let h = &log[pos..pos + ENTRY_HEADER];
@@ -240,10 +301,39 @@ pub fn scan(
                 len == 8 && target.is_multiple_of(8)
             }
             EntryKind::Commit => len == 0,
+            EntryKind::Continue => len == 8,
             // An empty snapshot or copy is a no-op `append` accepts; it is
             // not damage (refusing it would make recovery refuse the pool).
             EntryKind::Snapshot | EntryKind::Copy => true,
         };
+        if kind == EntryKind::Continue {
+            let cap = u64::from_le_bytes(payload.try_into().unwrap_or_default());
+            let next = pool.get(target as usize..(target as usize).saturating_add(cap as usize));
+            match next {
+                Some(next)
+                    if shape_ok
+                        && cap >= MIN_AREA as u64
+                        && cap.is_multiple_of(8)
+                        && target.is_multiple_of(8)
+                        && target_ok(target, cap)
+                        && hops < MAX_HOPS =>
+                {
+                    hops += 1;
+                    log = next;
+                    area = LogArea {
+                        off: target as usize,
+                        cap: cap as usize,
+                    };
+                    out.areas.push(area);
+                    pos = 0;
+                    continue;
+                }
+                _ => {
+                    out.bad_target = true;
+                    break;
+                }
+            }
+        }
         if !shape_ok || (kind != EntryKind::Commit && !target_ok(target, u64::from(len))) {
             out.bad_target = true;
             break;
@@ -273,6 +363,8 @@ pub struct ScanResult {
     /// Whether the scan stopped at a checksum-valid entry aiming outside the
     /// ranges a log may touch (a damaged or foreign pool).
     pub bad_target: bool,
+    /// The overflow areas the log continued into, in order.
+    pub areas: Vec<LogArea>,
 }
 
 #[cfg(all(test, feature = "sim"))]

@@ -155,7 +155,7 @@ fn round_trip_various_kinds_and_sizes() {
         }
     }
     assert_eq!(w.count(), want.len() as u64);
-    assert_eq!(w.remaining(), AREA.cap - used);
+    assert_eq!(w.remaining(), AREA.cap - used - CONTINUE_RESERVE);
     let img = sp.bytes();
     let r = scan(&img, AREA, 42, |_, _| true);
     assert!(!r.committed && !r.bad_target);
@@ -189,7 +189,10 @@ fn log_full_writes_nothing_and_writer_stays_usable() {
     sp.append(&mut w, EntryKind::Copy, 0x9100, &payload(2, 100))
         .unwrap();
     let left = w.remaining();
-    assert_eq!(left, 512 - entry_size(200) - entry_size(100));
+    assert_eq!(
+        left,
+        512 - entry_size(200) - entry_size(100) - CONTINUE_RESERVE
+    );
     let before = sp.bytes();
     let scan_before = sp.scan(area, 3);
     let flushes_before = sp.p.sim().unwrap().counters().flush_calls;
@@ -490,4 +493,99 @@ fn empty_payload_entry_is_not_damage() {
         assert_eq!(r.entries[0].len, 0);
         assert_eq!(r.entries[1].payload_off, AREA.off + 2 * ENTRY_HEADER);
     }
+}
+
+#[test]
+fn a_log_continues_through_chained_areas() {
+    let sp = SimPool::new();
+    let first = LogArea {
+        off: 0x8000,
+        cap: 512,
+    };
+    let second = LogArea {
+        off: 0x20000,
+        cap: 1024,
+    };
+    let third = LogArea {
+        off: 0x30000,
+        cap: 4096,
+    };
+    let mut w = LogWriter::new(first, 11);
+    let mut want = Vec::new();
+    let mut chained = Vec::new();
+    for i in 0..40u64 {
+        let data = payload(i as usize, 40 + i as usize);
+        if entry_size(data.len()) > w.remaining() {
+            let next = if chained.is_empty() { second } else { third };
+            // SAFETY: the test owns the whole buffer.
+            unsafe { w.chain(&sp.p, next).unwrap() };
+            chained.push(next);
+        }
+        sp.append(&mut w, EntryKind::Copy, 0x40000 + i * 256, &data)
+            .unwrap();
+        want.push((0x40000 + i * 256, data));
+    }
+    // SAFETY: as above.
+    unsafe { w.append_commit(&sp.p).unwrap() };
+    assert_eq!(chained, vec![second, third]);
+    sp.p.drain().unwrap();
+    let r = sp.scan(first, 11);
+    assert!(r.committed, "the commit record counts entries across areas");
+    assert!(!r.bad_target);
+    assert_eq!(r.areas, chained);
+    let img = sp.bytes();
+    let got: Vec<(u64, Vec<u8>)> = r
+        .entries
+        .iter()
+        .map(|e| {
+            (
+                e.target,
+                img[e.payload_off..e.payload_off + e.len as usize].to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    // Another key (another lane or generation) does not follow the chain.
+    assert!(sp.scan(first, 12).entries.is_empty());
+}
+
+#[test]
+fn a_continue_entry_out_of_bounds_is_damage() {
+    let sp = SimPool::new();
+    let first = LogArea {
+        off: 0x8000,
+        cap: 512,
+    };
+    let mut w = LogWriter::new(first, 5);
+    sp.append(&mut w, EntryKind::Copy, 0x40000, &[1; 16])
+        .unwrap();
+    // SAFETY: the test owns the whole buffer.
+    unsafe {
+        w.chain(
+            &sp.p,
+            LogArea {
+                off: 0x20000,
+                cap: 1024,
+            },
+        )
+        .unwrap()
+    };
+    sp.p.drain().unwrap();
+    let img = sp.bytes();
+    // Reading with a target check that refuses the overflow area.
+    let r = scan(&img, first, 5, |o, _| o >= 0x40000);
+    assert!(r.bad_target);
+    assert_eq!(r.entries.len(), 1, "entries before the bad link kept");
+    // Too small areas cannot be chained to.
+    // SAFETY: as above.
+    let e = unsafe {
+        w.chain(
+            &sp.p,
+            LogArea {
+                off: 0x28000,
+                cap: 64,
+            },
+        )
+    };
+    assert!(e.is_err());
 }

@@ -34,6 +34,7 @@ mod tx;
 
 pub use bytemuck;
 pub use error::{Error, Result};
+pub use pmem_pool::Error as pool_error;
 pub use pmem_pool::{Mode, ModeChoice, PoolOptions};
 pub use pool::{DEFAULT_LOCK_TIMEOUT, PRef, Pool};
 pub use ptr::{PPtr, Persistent};

@@ -26,6 +26,32 @@ static INSTANCES: AtomicU64 = AtomicU64::new(1);
 
 /// An open pool of persistent objects. `Sync`: share it between threads by
 /// reference (or in an `Arc`); each thread runs its own transactions.
+///
+/// ```
+/// use pmem_tx::Pool;
+/// # fn main() -> Result<(), pmem_tx::Error> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("counter.pool");
+/// {
+///     let pool = Pool::create(&path, "counter-v1", 8 << 20)?;
+///     let n = pool.root::<u64>()?;
+///     pool.transaction(|tx| tx.write(n, 41))?;
+///     pool.close()?;
+/// }
+/// // Reopening recovers any interrupted transaction before returning.
+/// let pool = Pool::open(&path, "counter-v1")?;
+/// let n = pool.root::<u64>()?;
+/// pool.transaction(|tx| {
+///     let mut v = tx.get_mut(n)?;
+///     *v += 1;
+///     Ok::<_, pmem_tx::Error>(())
+/// })?;
+/// assert_eq!(pool.read(n)?, 42);
+/// // Opening with the wrong layout name is a typed error.
+/// drop(pool);
+/// assert!(Pool::open(&path, "something-else").is_err());
+/// # Ok(()) }
+/// ```
 pub struct Pool {
     pub(crate) raw: RawPool,
     /// The heap (absent on a read-only pool: nothing can be allocated).

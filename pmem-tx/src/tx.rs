@@ -523,7 +523,10 @@ impl<'p> Tx<'p> {
             u64::from_le(unsafe { (self.pool.raw.base().add(goff) as *const u64).read_volatile() });
         inner.lane = Some(lane);
         inner.generation = generation;
-        inner.undo = Some(LogWriter::new(layout.undo(lane), generation));
+        inner.undo = Some(LogWriter::new(
+            layout.undo(lane),
+            pmem_pool::lane::log_key(lane, generation),
+        ));
     }
 
     fn lock(&self, off: u64, len: u64, mode: Mode) -> Result<()> {

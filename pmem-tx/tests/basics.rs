@@ -231,3 +231,41 @@ fn read_then_write_races_end_in_conflict_never_in_a_lost_update() {
     assert_eq!(p.read(counter).unwrap(), n, "every commit counted once");
     assert_eq!(p.lanes_in_use(), 0);
 }
+
+#[test]
+fn a_transaction_larger_than_its_lane_fails_cleanly_with_log_full() {
+    let dir = tempfile::tempdir().unwrap();
+    // Default lanes: 4 KiB, about 3 KiB of undo log.
+    let p = pool(&dir, Mode::Msync);
+    let root = p.root::<[u8; 8192]>().unwrap();
+    p.transaction(|tx| tx.write(root, [1u8; 8192])).unwrap_err();
+    // Even the first write is too big for one entry: nothing changed.
+    assert_eq!(p.read(root).unwrap(), [0u8; 8192]);
+    // Several smaller snapshots that overflow together roll back whole.
+    let r: Result<(), Error> = p.transaction(|tx| {
+        for k in 0..8u64 {
+            let part = root.cast::<[u8; 1024]>().at(k);
+            tx.write(part, [2u8; 1024])?;
+        }
+        Ok(())
+    });
+    match r {
+        Err(Error::Pool(e @ pmem_tx::pool_error::LogFull { .. })) => {
+            let msg = e.to_string();
+            assert!(msg.contains("larger lanes"), "{msg}");
+        }
+        other => panic!("expected LogFull, got {other:?}"),
+    }
+    assert_eq!(p.read(root).unwrap(), [0u8; 8192], "rolled back whole");
+    assert_eq!(p.lanes_in_use(), 0);
+    // With larger lanes the same transaction fits.
+    drop(p);
+    let opts = PoolOptions::new()
+        .mode(Mode::Msync)
+        .ignore_env(true)
+        .lanes(8, 16 * 1024);
+    let p = Pool::create_with(dir.path().join("big.pool"), "basics", 8 << 20, &opts).unwrap();
+    let root = p.root::<[u8; 8192]>().unwrap();
+    p.transaction(|tx| tx.write(root, [3u8; 8192])).unwrap();
+    assert_eq!(p.read(root).unwrap(), [3u8; 8192]);
+}

@@ -63,8 +63,9 @@ enum Cmd {
         #[arg(long, value_enum)]
         mode: Option<ModeArg>,
     },
-    /// Show a pool's header, the persistence mode an open would choose and
-    /// why, and how it was last shut down (opens it read-only).
+    /// Show a pool's header and lane geometry, the persistence mode an open
+    /// would choose and why, how it was last shut down, and the lanes
+    /// holding logs a crash left (opens it read-only).
     Info {
         /// The pool file.
         file: PathBuf,
@@ -72,8 +73,10 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Check a pool's header and backup header without opening it as a
-    /// pool (exit 0 consistent, 1 inconsistent, 2 could not run).
+    /// Check a pool's header, backup header and lanes without opening it
+    /// as a pool (exit 0 consistent, 1 inconsistent, 2 could not run).
+    /// Interrupted transactions are notes, not problems: the next
+    /// read-write open recovers them.
     Check {
         /// The pool file.
         file: PathBuf,
@@ -210,12 +213,14 @@ fn create(file: &Path, layout: &str, size: u64, mode: Option<ModeArg>) -> Result
 
 fn info(file: &Path, as_json: bool) -> Result<u8, Failure> {
     let pool = RawPool::open(file, None, &PoolOptions::new().read_only(true))?;
+    let pending = check::pending_lanes(file, pool.header())?;
     let view = report::InfoView {
         path: file,
         header: pool.header(),
         mode: pool.mode_choice(),
         shutdown: pool.previous_shutdown(),
         run_id: pool.run_id(),
+        pending: pending.as_deref(),
     };
     if as_json {
         print_json(&view.json())?;

@@ -5,8 +5,8 @@
 
 use crate::size::human_size;
 use crate::text::{rfc3339_utc, uuid};
-use pmem_pool::check::{CheckReport, CopyStatus};
-use pmem_pool::{HeaderInfo, ModeChoice, ShutdownState};
+use pmem_pool::check::{CheckReport, CopyStatus, lane_sentence};
+use pmem_pool::{HeaderInfo, LaneLayout, LaneState, ModeChoice, ShutdownState};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -23,6 +23,31 @@ pub struct InfoView<'a> {
     pub shutdown: ShutdownState,
     /// The run id stored in the pool.
     pub run_id: u64,
+    /// The lanes holding logs a crash left (`None`: the file is too short
+    /// to hold the lanes).
+    pub pending: Option<&'a [(u32, LaneState)]>,
+}
+
+/// Undo and redo log capacity of each lane, in bytes.
+fn log_capacities(h: &HeaderInfo) -> (usize, usize) {
+    let l = LaneLayout::from_header(h);
+    (l.undo(0).cap, l.redo(0).cap)
+}
+
+/// One non-idle lane as JSON: `{lane, state, entries, bytes}` (`null`
+/// where the state has no such count).
+pub fn lane_json(lane: u32, s: &LaneState) -> Value {
+    let (state, entries, bytes) = match s {
+        LaneState::UndoPending { entries, bytes } => ("undo_pending", json!(entries), json!(bytes)),
+        LaneState::RedoPending { entries } => ("redo_pending", json!(entries), Value::Null),
+        LaneState::Damaged => ("damaged", Value::Null, Value::Null),
+        LaneState::Idle => ("idle", Value::Null, Value::Null),
+    };
+    json!({ "lane": lane, "state": state, "entries": entries, "bytes": bytes })
+}
+
+fn lanes_json(lanes: &[(u32, LaneState)]) -> Value {
+    Value::Array(lanes.iter().map(|(i, s)| lane_json(*i, s)).collect())
 }
 
 fn shutdown_name(s: ShutdownState) -> &'static str {
@@ -44,7 +69,13 @@ pub fn header_json(h: &HeaderInfo) -> Value {
         "size": h.size,
         "created": rfc3339_utc(h.created_unix_ns),
         "created_unix_ns": h.created_unix_ns,
-        "lanes": { "offset": h.lanes_offset, "count": h.lane_count, "size": h.lane_size },
+        "lanes": {
+            "offset": h.lanes_offset,
+            "count": h.lane_count,
+            "size": h.lane_size,
+            "undo_capacity": log_capacities(h).0,
+            "redo_capacity": log_capacities(h).1,
+        },
         "heap": { "offset": h.heap_offset, "size": h.heap_size },
     })
 }
@@ -60,9 +91,10 @@ fn header_text(out: &mut String, h: &HeaderInfo) {
     let _ = writeln!(out, "uuid:      {}", uuid(&h.uuid));
     let _ = writeln!(out, "size:      {} bytes ({})", h.size, human_size(h.size));
     let _ = writeln!(out, "created:   {}", rfc3339_utc(h.created_unix_ns));
+    let (undo, redo) = log_capacities(h);
     let _ = writeln!(
         out,
-        "lanes:     {} x {} bytes at {:#x}",
+        "lanes:     {} x {} bytes at {:#x} (per lane: undo log {undo} bytes, redo log {redo} bytes)",
         h.lane_count, h.lane_size, h.lanes_offset
     );
     let _ = writeln!(
@@ -92,11 +124,33 @@ impl InfoView<'_> {
             shutdown_name(self.shutdown)
         );
         let _ = writeln!(out, "run id:    {}", self.run_id);
+        // At rest no lane is in use; what survives a process is a pending
+        // log, which the next read-write open recovers.
+        match self.pending {
+            None => {
+                let _ = writeln!(
+                    out,
+                    "lanes with pending logs: unknown (the file ends in the lanes)"
+                );
+            }
+            Some([]) => {
+                let _ = writeln!(out, "lanes with pending logs: none");
+            }
+            Some(lanes) => {
+                let _ = writeln!(out, "lanes with pending logs: {}", lanes.len());
+                for (i, s) in lanes {
+                    if let Some(t) = lane_sentence(*i, s) {
+                        let _ = writeln!(out, "  - {t}");
+                    }
+                }
+            }
+        }
         out
     }
 
-    /// JSON object: the header fields plus `path`, `mode`, `previous_shutdown`
-    /// and `run_id`.
+    /// JSON object: the header fields plus `path`, `mode`,
+    /// `previous_shutdown`, `run_id` and `pending_lanes` (an array of
+    /// [`lane_json`] objects, `null` if the lanes could not be read).
     pub fn json(&self) -> Value {
         let mut v = header_json(self.header);
         if let Value::Object(m) = &mut v {
@@ -110,6 +164,10 @@ impl InfoView<'_> {
                 json!(shutdown_name(self.shutdown)),
             );
             m.insert("run_id".into(), json!(self.run_id));
+            m.insert(
+                "pending_lanes".into(),
+                self.pending.map_or(Value::Null, lanes_json),
+            );
         }
         v
     }
@@ -164,6 +222,12 @@ pub fn check_text(path: &Path, r: &CheckReport) -> String {
             let _ = writeln!(out, "header:    none valid");
         }
     }
+    if !r.notes.is_empty() {
+        let _ = writeln!(out, "notes:");
+        for n in &r.notes {
+            let _ = writeln!(out, "  - {n}");
+        }
+    }
     if r.is_consistent() {
         let _ = writeln!(out, "result:    consistent");
     } else {
@@ -181,7 +245,8 @@ pub fn check_text(path: &Path, r: &CheckReport) -> String {
     out
 }
 
-/// `pmem check --json`.
+/// `pmem check --json`: the header copies, `problems`, `lanes` (the
+/// non-idle lanes as [`lane_json`] objects), `notes` and `consistent`.
 pub fn check_json(path: &Path, r: &CheckReport) -> Value {
     json!({
         "path": path.display().to_string(),
@@ -191,6 +256,8 @@ pub fn check_json(path: &Path, r: &CheckReport) -> Value {
         "copies_match": r.copies_match,
         "header": r.header.as_ref().map(header_json),
         "problems": r.problems,
+        "lanes": lanes_json(&r.lanes),
+        "notes": r.notes,
         "consistent": r.is_consistent(),
     })
 }
@@ -231,6 +298,13 @@ mod tests {
             mode: &mode,
             shutdown: ShutdownState::Unclean,
             run_id: 7,
+            pending: Some(&[(
+                3,
+                LaneState::UndoPending {
+                    entries: 2,
+                    bytes: 128,
+                },
+            )]),
         }
         .json();
         assert_eq!(v["path"], "/p/a.pool");
@@ -245,6 +319,12 @@ mod tests {
         assert_eq!(v["mode"]["reason"], "MAP_SYNC refused (not on DAX)");
         assert_eq!(v["previous_shutdown"], "unclean");
         assert_eq!(v["run_id"], 7);
+        assert_eq!(v["lanes"]["undo_capacity"], 4096 - 64 - 1024);
+        assert_eq!(v["lanes"]["redo_capacity"], 1024);
+        assert_eq!(v["pending_lanes"][0]["lane"], 3);
+        assert_eq!(v["pending_lanes"][0]["state"], "undo_pending");
+        assert_eq!(v["pending_lanes"][0]["entries"], 2);
+        assert_eq!(v["pending_lanes"][0]["bytes"], 128);
     }
 
     #[test]
@@ -260,6 +340,7 @@ mod tests {
             mode: &mode,
             shutdown: ShutdownState::Clean,
             run_id: 1,
+            pending: Some(&[]),
         }
         .text();
         assert!(
@@ -269,6 +350,13 @@ mod tests {
         assert!(t.contains("shutdown:  clean"), "{t}");
         assert!(t.contains("8388608 bytes (8 MiB)"), "{t}");
         assert!(t.contains("created:   2025-01-01T00:00:00Z"), "{t}");
+        assert!(
+            t.contains(
+                "256 x 4096 bytes at 0x3000 (per lane: undo log 3008 bytes, redo log 1024 bytes)"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("lanes with pending logs: none"), "{t}");
     }
 
     #[test]
@@ -283,6 +371,11 @@ mod tests {
             copies_match: false,
             file_size: 8 << 20,
             problems: vec!["primary header checksum mismatch".into()],
+            lanes: vec![
+                (5, LaneState::RedoPending { entries: 4 }),
+                (6, LaneState::Damaged),
+            ],
+            notes: vec!["lane 5: pending".into()],
         };
         let v = check_json(Path::new("a.pool"), &r);
         assert_eq!(v["consistent"], false);
@@ -292,9 +385,16 @@ mod tests {
         assert_eq!(v["copies_match"], false);
         assert_eq!(v["header"]["layout"], "kv-v1");
         assert_eq!(v["problems"][0], "primary header checksum mismatch");
+        assert_eq!(v["lanes"][0]["state"], "redo_pending");
+        assert_eq!(v["lanes"][0]["entries"], 4);
+        assert!(v["lanes"][0]["bytes"].is_null());
+        assert_eq!(v["lanes"][1]["lane"], 6);
+        assert_eq!(v["lanes"][1]["state"], "damaged");
+        assert_eq!(v["notes"][0], "lane 5: pending");
         let t = check_text(Path::new("a.pool"), &r);
         assert!(t.contains("stored 0xdeadbeef, computed 0x12345678"), "{t}");
         assert!(t.contains("INCONSISTENT (1 problem)"), "{t}");
+        assert!(t.contains("notes:\n  - lane 5: pending\n"), "{t}");
     }
 
     #[test]
@@ -306,12 +406,15 @@ mod tests {
             copies_match: false,
             file_size: 100,
             problems: vec!["a".into(), "b".into()],
+            lanes: Vec::new(),
+            notes: Vec::new(),
         };
         let v = check_json(Path::new("x"), &r);
         assert!(v["header"].is_null());
         assert_eq!(v["backup"]["status"], "bad_field");
         assert_eq!(v["backup"]["detail"], "size 0 is below the minimum");
         assert_eq!(v["problems"].as_array().map(Vec::len), Some(2));
+        assert_eq!(v["lanes"].as_array().map(Vec::len), Some(0));
         assert!(check_text(Path::new("x"), &r).contains("header:    none valid"));
     }
 }
