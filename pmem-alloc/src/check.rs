@@ -202,7 +202,11 @@ fn set_bits(bitmap: &[u64]) -> impl Iterator<Item = u32> + '_ {
 }
 
 /// Checks the heap header against `geo`, then walks everything.
-fn check_media<M: Media + ?Sized>(m: &M, geo: &Geometry, per_chunk: Option<&mut Vec<u8>>) -> HeapReport {
+fn check_media<M: Media + ?Sized>(
+    m: &M,
+    geo: &Geometry,
+    per_chunk: Option<&mut Vec<u8>>,
+) -> HeapReport {
     let mut r = HeapReport::default();
     let mut hb = vec![0u8; HEAP_HEADER_SIZE as usize];
     m.read(geo.region_offset, &mut hb);
@@ -300,7 +304,12 @@ impl Heap {
             vol[first as usize] = 1;
             let cl = &classes()[usize::from(class)];
             let w = live.read_u64(geo.header_off(first));
-            if w != (ChunkHeader::Run { class, span: cl.chunks }).encode() {
+            if w != (ChunkHeader::Run {
+                class,
+                span: cl.chunks,
+            })
+            .encode()
+            {
                 r.problems.push(format!(
                     "volatile run of class {class} at chunk {first} but its chunk header is {w:#018x}"
                 ));

@@ -164,7 +164,10 @@ mod tests {
         }
         // Around every class and chunk boundary exactly.
         for c in classes() {
-            for s in [c.block - 16, c.block - 15].into_iter().filter(|&s| s >= 97) {
+            for s in [c.block - 16, c.block - 15]
+                .into_iter()
+                .filter(|&s| s >= 97)
+            {
                 let (w, b) = waste(s);
                 assert!(w * 4 <= b, "request {s}: block {b} wastes {w}");
             }

@@ -6,17 +6,17 @@
 //! Lock order (never taken the other way): arena → run blocks → global →
 //! run map. The run map's read lock is never held while taking another.
 
+use crate::RedoOp;
 use crate::arena::ArenaPicker;
 use crate::class::{Class, class_for, classes};
 use crate::error::{Error, Result};
 use crate::layout::{
-    ALLOC_HEADER_SIZE, AllocHeader, CHUNK_SIZE, ChunkHeader, Geometry, RUN_HEADER_SIZE,
-    RUN_MAGIC, RunHeader,
+    ALLOC_HEADER_SIZE, AllocHeader, CHUNK_SIZE, ChunkHeader, Geometry, RUN_HEADER_SIZE, RUN_MAGIC,
+    RunHeader,
 };
 use crate::media::{Live, Media};
 use crate::run::{Blocks, Run};
 use crate::sync::{self, Arc, Mutex, RwLock};
-use crate::RedoOp;
 use pmem_pool::Persister;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -366,7 +366,13 @@ impl Heap {
         Err(self.out_of_space(size))
     }
 
-    fn reserve_huge(&self, p: &Persister, span: u32, size: u64, type_num: u64) -> Result<Reservation> {
+    fn reserve_huge(
+        &self,
+        p: &Persister,
+        span: u32,
+        size: u64,
+        type_num: u64,
+    ) -> Result<Reservation> {
         for attempt in 0..2 {
             {
                 let mut g = sync::lock(&self.global);
@@ -687,7 +693,9 @@ impl Heap {
                 run.class.block - ALLOC_HEADER_SIZE
             }
             Slot::Huge { first, span } => {
-                if live.read_u64(self.geo.header_off(first)) != (ChunkHeader::Huge { span }).encode() {
+                if live.read_u64(self.geo.header_off(first))
+                    != (ChunkHeader::Huge { span }).encode()
+                {
                     return Err(Error::NotAllocated { off });
                 }
                 u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE
@@ -777,3 +785,9 @@ pub(crate) struct VolatileView {
     pub runs: Vec<(u32, u8, Vec<u32>)>,
     pub huge: Vec<(u32, u32)>,
 }
+
+static_assertions::assert_impl_all!(Heap: Send, Sync);
+static_assertions::assert_impl_all!(Reservation: Send);
+static_assertions::assert_impl_all!(FreeTicket: Send);
+static_assertions::assert_not_impl_any!(Reservation: Clone);
+static_assertions::assert_not_impl_any!(FreeTicket: Clone);

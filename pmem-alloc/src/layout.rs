@@ -6,7 +6,7 @@
 //! never cast to a struct).
 
 use crate::error::{Error, Result};
-use static_assertions::{const_assert_eq, const_assert};
+use static_assertions::{const_assert, const_assert_eq};
 use std::mem::{offset_of, size_of};
 
 /// Bytes per chunk: the unit of the chunk header table and of huge spans.
@@ -288,7 +288,9 @@ impl ChunkHeader {
             return Ok(ChunkHeader::Free);
         }
         if (w >> 16) & 0xFFFF != CHUNK_TAG {
-            return Err(format!("chunk header {w:#018x} lacks the tag {CHUNK_TAG:#x}"));
+            return Err(format!(
+                "chunk header {w:#018x} lacks the tag {CHUNK_TAG:#x}"
+            ));
         }
         let span = (w >> 32) as u32;
         if span == 0 {
@@ -355,12 +357,16 @@ impl RunHeader {
     pub fn from_bytes(b: &[u8; RUN_HEADER_SIZE as usize]) -> std::result::Result<Self, String> {
         let magic = u32_at(b, 0);
         if magic != RUN_MAGIC {
-            return Err(format!("run header magic is {magic:#010x}, expected {RUN_MAGIC:#010x}"));
+            return Err(format!(
+                "run header magic is {magic:#010x}, expected {RUN_MAGIC:#010x}"
+            ));
         }
         let crc = u32_at(b, 60);
         let actual = crc32fast::hash(&b[..60]);
         if crc != actual {
-            return Err(format!("run header checksum is {crc:#010x}, computed {actual:#010x}"));
+            return Err(format!(
+                "run header checksum is {crc:#010x}, computed {actual:#010x}"
+            ));
         }
         let mut reserved = [0u8; 36];
         reserved.copy_from_slice(&b[24..60]);

@@ -117,9 +117,9 @@ impl<'a> Live<'a> {
     pub fn apply(&self, ops: &[RedoOp]) -> Result<()> {
         for op in ops {
             let (off, a) = match *op {
-                RedoOp::Set64 { off, .. } | RedoOp::Or64 { off, .. } | RedoOp::AndNot64 { off, .. } => {
-                    (off, self.atomic(off))
-                }
+                RedoOp::Set64 { off, .. }
+                | RedoOp::Or64 { off, .. }
+                | RedoOp::AndNot64 { off, .. } => (off, self.atomic(off)),
             };
             let Some(a) = a else { continue };
             match *op {

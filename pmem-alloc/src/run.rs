@@ -152,8 +152,8 @@ impl Run {
 
     /// The block whose data starts at pool offset `off`, if any.
     pub fn block_of(&self, off: u64) -> Option<u32> {
-        let rel = off
-            .checked_sub(self.start + self.class.data_off + crate::layout::ALLOC_HEADER_SIZE)?;
+        let rel =
+            off.checked_sub(self.start + self.class.data_off + crate::layout::ALLOC_HEADER_SIZE)?;
         if !rel.is_multiple_of(self.class.block) {
             return None;
         }

@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
+use pmem_alloc::Error;
 use pmem_alloc::class::{MAX_RUN_BLOCK, classes};
 use pmem_alloc::layout::CHUNK_SIZE;
-use pmem_alloc::Error;
 
 const MIB: u64 = 1 << 20;
 
@@ -45,11 +45,17 @@ fn every_class_boundary_and_huge_round_trip() {
     got.sort_by_key(|i| i.off);
     assert_eq!(all, got);
     let t3 = f.heap().objects(f.p(), Some(3));
-    assert_eq!(t3.len(), sizes.iter().enumerate().filter(|(i, _)| i % 5 == 3).count());
+    assert_eq!(
+        t3.len(),
+        sizes.iter().enumerate().filter(|(i, _)| i % 5 == 3).count()
+    );
     assert!(t3.iter().all(|i| i.type_num == 3));
     let rep = assert_ok(f.heap(), f.p());
     assert_eq!(rep.objects, sizes.len() as u64);
-    assert_eq!(rep.objects_by_type.values().sum::<u64>(), sizes.len() as u64);
+    assert_eq!(
+        rep.objects_by_type.values().sum::<u64>(),
+        sizes.len() as u64
+    );
     let st = f.heap().stats();
     let used: u64 = st.classes.iter().map(|c| c.blocks_used).sum();
     assert_eq!(used + st.huge_objects, sizes.len() as u64);
@@ -66,7 +72,10 @@ fn free_then_reuse_and_double_free_is_an_error() {
     assert!(matches!(f.free(a), Err(Error::NotAllocated { off }) if off == a));
     // A second free in flight of the same object is refused too.
     let (t, _ops) = free_ticket(f.heap(), f.p(), b).unwrap();
-    assert!(matches!(free_ticket(f.heap(), f.p(), b), Err(Error::NotAllocated { .. })));
+    assert!(matches!(
+        free_ticket(f.heap(), f.p(), b),
+        Err(Error::NotAllocated { .. })
+    ));
     f.heap().cancel_free(t);
     assert_eq!(f.heap().alloc_info(f.p(), b).unwrap().size, 100);
     // The freed block is reused.
@@ -74,7 +83,13 @@ fn free_then_reuse_and_double_free_is_an_error() {
     assert_eq!(c, a);
     // Not an object start: inside an object, header, outside the heap.
     for off in [b + 16, b - 16, 0, u64::MAX] {
-        assert!(matches!(f.heap().free_ops(f.p(), off, &mut Vec::new()), Err(Error::NotAllocated { .. })), "{off:#x}");
+        assert!(
+            matches!(
+                f.heap().free_ops(f.p(), off, &mut Vec::new()),
+                Err(Error::NotAllocated { .. })
+            ),
+            "{off:#x}"
+        );
         assert!(f.heap().alloc_info(f.p(), off).is_err());
     }
     // Huge: free twice.
@@ -89,7 +104,10 @@ fn unpublished_reservation_is_not_freeable_and_cancel_returns_it() {
     let f = Fixture::new(8 * MIB);
     let r = f.heap().reserve(f.p(), 64, 0).unwrap();
     let off = r.off;
-    assert!(matches!(f.heap().free_ops(f.p(), off, &mut Vec::new()), Err(Error::NotAllocated { .. })));
+    assert!(matches!(
+        f.heap().free_ops(f.p(), off, &mut Vec::new()),
+        Err(Error::NotAllocated { .. })
+    ));
     // Not handed out twice while reserved.
     let r2 = f.heap().reserve(f.p(), 64, 0).unwrap();
     assert_ne!(r2.off, off);
@@ -101,7 +119,10 @@ fn unpublished_reservation_is_not_freeable_and_cancel_returns_it() {
     let h = f.heap().reserve(f.p(), 2 * CHUNK_SIZE, 0).unwrap();
     let hoff = h.off;
     f.heap().cancel(h);
-    assert_eq!(f.heap().reserve(f.p(), 2 * CHUNK_SIZE, 0).unwrap().off, hoff);
+    assert_eq!(
+        f.heap().reserve(f.p(), 2 * CHUNK_SIZE, 0).unwrap().off,
+        hoff
+    );
     assert!(f.heap().objects(f.p(), None).is_empty());
 }
 
@@ -109,8 +130,14 @@ fn unpublished_reservation_is_not_freeable_and_cancel_returns_it() {
 fn too_large_and_out_of_space_then_space_again() {
     let f = Fixture::new(4 * MIB);
     let max = f.heap().max_alloc();
-    assert!(matches!(f.heap().reserve(f.p(), max + 1, 0), Err(Error::TooLarge { .. })));
-    assert!(matches!(f.heap().reserve(f.p(), u64::MAX, 0), Err(Error::TooLarge { .. })));
+    assert!(matches!(
+        f.heap().reserve(f.p(), max + 1, 0),
+        Err(Error::TooLarge { .. })
+    ));
+    assert!(matches!(
+        f.heap().reserve(f.p(), u64::MAX, 0),
+        Err(Error::TooLarge { .. })
+    ));
     let mut offs = Vec::new();
     let err = loop {
         match f.alloc(4000, 0) {
@@ -119,14 +146,20 @@ fn too_large_and_out_of_space_then_space_again() {
         }
     };
     match err {
-        Error::OutOfSpace { requested, largest_free } => {
+        Error::OutOfSpace {
+            requested,
+            largest_free,
+        } => {
             assert_eq!(requested, 4000);
             assert_eq!(largest_free, 0);
         }
         e => panic!("expected OutOfSpace, got {e}"),
     }
     assert!(offs.len() > 100);
-    assert!(matches!(f.alloc(CHUNK_SIZE, 0), Err(Error::OutOfSpace { .. })));
+    assert!(matches!(
+        f.alloc(CHUNK_SIZE, 0),
+        Err(Error::OutOfSpace { .. })
+    ));
     f.free(offs.pop().unwrap()).unwrap();
     f.alloc(4000, 0).unwrap();
     for o in offs.drain(..) {
@@ -201,12 +234,20 @@ fn reopen_rebuilds_the_same_state() {
     let rep2 = assert_ok(f.heap(), f.p());
     assert_eq!(rep2, rep);
     let st2 = f.heap().stats();
-    let used = |s: &pmem_alloc::HeapStats| s.classes.iter().map(|c| (c.blocks_used, c.runs)).collect::<Vec<_>>();
+    let used = |s: &pmem_alloc::HeapStats| {
+        s.classes
+            .iter()
+            .map(|c| (c.blocks_used, c.runs))
+            .collect::<Vec<_>>()
+    };
     // Every run held live objects, so none was retired at open.
     assert_eq!(used(&st2), used(&st));
     assert_eq!(st2.used_bytes, st.used_bytes);
     assert_eq!(st2.free_bytes, st.free_bytes);
-    assert_eq!((st2.huge_objects, st2.free_chunks), (st.huge_objects, st.free_chunks));
+    assert_eq!(
+        (st2.huge_objects, st2.free_chunks),
+        (st.huge_objects, st.free_chunks)
+    );
     // And the rebuilt heap keeps working.
     for o in live {
         f.free(o).unwrap();
@@ -223,7 +264,10 @@ fn empty_runs_are_freed_at_open() {
     f.free(a).unwrap();
     f.free(b).unwrap();
     // Runs are kept while open...
-    assert_eq!(f.heap().stats().classes.iter().map(|c| c.runs).sum::<u64>(), 2);
+    assert_eq!(
+        f.heap().stats().classes.iter().map(|c| c.runs).sum::<u64>(),
+        2
+    );
     f.reopen();
     let st = f.heap().stats();
     assert_eq!(st.classes.iter().map(|c| c.runs).sum::<u64>(), 0);

@@ -29,7 +29,12 @@ fn poke(f: &Fixture, off: u64, val: u64) {
     assert!(off + 8 <= raw.size());
     // SAFETY: off..off+8 lies inside the live mapping of this pool; the
     // test is single-threaded and holds no reference into the pool.
-    unsafe { raw.base().add(off as usize).cast::<u64>().write_unaligned(val) };
+    unsafe {
+        raw.base()
+            .add(off as usize)
+            .cast::<u64>()
+            .write_unaligned(val)
+    };
 }
 
 fn peek(f: &Fixture, off: u64) -> u64 {
@@ -44,14 +49,22 @@ fn peek(f: &Fixture, off: u64) -> u64 {
 fn expect_found(mut f: Fixture, what: &str, open_fails: bool) {
     let live = f.heap().check(f.p());
     assert!(!live.is_ok(), "live check missed damaged {what}");
-    assert!(live.problems.iter().any(|p| p.contains(what)), "{:?}", live.problems);
+    assert!(
+        live.problems.iter().any(|p| p.contains(what)),
+        "{:?}",
+        live.problems
+    );
     let reg = region(f.raw.as_ref().unwrap());
     f.heap = None;
     f.raw = None;
     let bytes = std::fs::read(&f.path).unwrap();
     let off = check_bytes(&bytes, reg);
     assert!(!off.is_ok(), "offline check missed damaged {what}");
-    assert!(off.problems.iter().any(|p| p.contains(what)), "{:?}", off.problems);
+    assert!(
+        off.problems.iter().any(|p| p.contains(what)),
+        "{:?}",
+        off.problems
+    );
     let raw = pmem_pool::RawPool::open(&f.path, Some(LAYOUT), &opts()).unwrap();
     match open_heap(&raw) {
         Err(Error::Corrupt { reason }) if open_fails => {
@@ -91,10 +104,13 @@ fn corrupted_bitmap_word_is_found() {
     // block count.
     let c = class_for(3016).unwrap();
     let run_chunk = (0..g.chunk_count as u32)
-        .find(|&k| peek(&f, g.header_off(k)) & 0xFF00 == u64::from(c.index) << 8 && peek(&f, g.header_off(k)) != 0)
+        .find(|&k| {
+            peek(&f, g.header_off(k)) & 0xFF00 == u64::from(c.index) << 8
+                && peek(&f, g.header_off(k)) != 0
+        })
         .unwrap();
     let last = g.chunk_off(run_chunk) + RUN_HEADER_SIZE + (c.bitmap_words() - 1) * 8;
-    assert!(c.nblocks % 64 != 0);
+    assert!(!c.nblocks.is_multiple_of(64));
     poke(&f, last, peek(&f, last) | 1 << 63);
     expect_found(f, "beyond the run", true);
 }
@@ -107,7 +123,13 @@ fn bitmap_bit_of_a_reservable_block_is_found_live() {
     let w = g.chunk_off(0) + RUN_HEADER_SIZE;
     poke(&f, w, peek(&f, w) | 1 << 20);
     let r = f.heap().check(f.p());
-    assert!(r.problems.iter().any(|p| p.contains("block 20") && p.contains("reservable")), "{:?}", r.problems);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("block 20") && p.contains("reservable")),
+        "{:?}",
+        r.problems
+    );
 }
 
 #[test]

@@ -34,11 +34,24 @@ fn check_images(
         let raw = RawPool::open(&file, Some(LAYOUT), &o).unwrap();
         let heap = match open_heap(&raw) {
             Ok(h) => h,
-            Err(e) => panic!("image at point {} ({:?}) does not open: {e}", img.point, img.selection),
+            Err(e) => panic!(
+                "image at point {} ({:?}) does not open: {e}",
+                img.point, img.selection
+            ),
         };
         let r = heap.check(raw.persister());
-        assert!(r.is_ok(), "image at point {} ({:?}): {:?}", img.point, img.selection, r.problems);
-        let offs: Vec<u64> = heap.objects(raw.persister(), None).iter().map(|i| i.off).collect();
+        assert!(
+            r.is_ok(),
+            "image at point {} ({:?}): {:?}",
+            img.point,
+            img.selection,
+            r.problems
+        );
+        let offs: Vec<u64> = heap
+            .objects(raw.persister(), None)
+            .iter()
+            .map(|i| i.off)
+            .collect();
         verify(img.drain_seq, &offs);
         // A recovered heap still allocates.
         alloc(&heap, raw.persister(), 100, 0).unwrap();
@@ -82,7 +95,9 @@ fn every_crash_image_of_run_creation_publish_and_free_is_consistent() {
     free(heap, p, h).unwrap();
     // A second 3000-byte run, then empty it so it retires (kept: the first).
     let per_run = pmem_alloc::class::class_for(3016).unwrap().nblocks;
-    let more: Vec<u64> = (0..per_run).map(|_| alloc(heap, p, 3000, 4).unwrap()).collect();
+    let more: Vec<u64> = (0..per_run)
+        .map(|_| alloc(heap, p, 3000, 4).unwrap())
+        .collect();
     for &o in &more {
         free(heap, p, o).unwrap();
     }

@@ -17,8 +17,9 @@ fn four_threads_thousands_of_cycles() {
     const CYCLES: u64 = 3000;
     let barrier = Barrier::new(THREADS as usize);
     // Each thread hands half of its objects to the next thread to free.
-    let handoff: Vec<std::sync::Mutex<Vec<u64>>> =
-        (0..THREADS).map(|_| std::sync::Mutex::new(Vec::new())).collect();
+    let handoff: Vec<std::sync::Mutex<Vec<u64>>> = (0..THREADS)
+        .map(|_| std::sync::Mutex::new(Vec::new()))
+        .collect();
     let kept: Vec<Vec<u64>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..THREADS)
             .map(|t| {
@@ -41,7 +42,10 @@ fn four_threads_thousands_of_cycles() {
                             if i % 2 == 0 {
                                 free(heap, p, o).unwrap();
                             } else {
-                                handoff[((t + 1) % THREADS) as usize].lock().unwrap().push(o);
+                                handoff[((t + 1) % THREADS) as usize]
+                                    .lock()
+                                    .unwrap()
+                                    .push(o);
                             }
                         }
                         if i % 50 == 0 {

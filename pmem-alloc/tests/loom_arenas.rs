@@ -44,7 +44,11 @@ fn reserve_cancel_free_and_retire_hand_off() {
         let run = Arc::new(Mutex::new(Blocks::new_all_free(2)));
         let held: Arc<Vec<AtomicUsize>> = Arc::new((0..2).map(|_| AtomicUsize::new(0)).collect());
         let hold = |held: &[AtomicUsize], i: u32| {
-            assert_eq!(held[i as usize].fetch_add(1, Ordering::SeqCst), 0, "block {i} handed out twice");
+            assert_eq!(
+                held[i as usize].fetch_add(1, Ordering::SeqCst),
+                0,
+                "block {i} handed out twice"
+            );
         };
         let unhold = |held: &[AtomicUsize], i: u32| {
             held[i as usize].fetch_sub(1, Ordering::SeqCst);
