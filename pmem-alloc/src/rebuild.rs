@@ -17,7 +17,8 @@ impl Heap {
     /// Inconsistent metadata gives `Error::Corrupt`.
     ///
     /// # Safety
-    /// `p` is the persister of the pool holding `region`, and every later
+    /// The pool is mapped read-write (open may format the heap or free
+    /// empty runs). `p` is the persister of the pool holding `region`, and every later
     /// call on the returned heap passes the same persister. While the heap
     /// is open, nothing else writes the heap region except through this
     /// heap's redo ops (applied atomically) and into the data of objects

@@ -157,3 +157,39 @@ fn corrupted_heap_header_refuses_open() {
     poke(&f, g.region_offset + 0x28, 12345);
     expect_found(f, "heap header checksum", true);
 }
+
+#[test]
+fn bad_region_and_truncated_bytes_are_errors_not_panics() {
+    let f = Fixture::new(4 * MIB);
+    let reg = region(f.raw.as_ref().unwrap());
+    let size = f.raw.as_ref().unwrap().size();
+    for bad in [
+        pmem_alloc::HeapRegion {
+            offset: reg.offset + 8,
+            size: reg.size - 8,
+        },
+        pmem_alloc::HeapRegion {
+            offset: reg.offset,
+            size,
+        },
+        pmem_alloc::HeapRegion {
+            offset: reg.offset,
+            size: 4096,
+        },
+        pmem_alloc::HeapRegion {
+            offset: u64::MAX - 4095,
+            size: 1 << 20,
+        },
+    ] {
+        // SAFETY: the region is rejected before anything is written.
+        let r = unsafe { pmem_alloc::Heap::open(f.p(), bad) };
+        assert!(matches!(r, Err(Error::Corrupt { .. })), "{bad:?}");
+        let bytes = std::fs::read(&f.path).unwrap();
+        assert!(!check_bytes(&bytes, bad).is_ok());
+    }
+    let bytes = std::fs::read(&f.path).unwrap();
+    for cut in [0, 100, reg.offset as usize + 10, bytes.len() / 2] {
+        assert!(!check_bytes(&bytes[..cut], reg).is_ok(), "cut at {cut}");
+    }
+    assert!(check_bytes(&bytes, reg).is_ok());
+}
