@@ -275,3 +275,39 @@ fn empty_runs_are_freed_at_open() {
     assert_eq!(st.fragmentation, 0.0);
     assert_ok(f.heap(), f.p());
 }
+
+/// reserve is volatile only except for run creation (2 fences); the header
+/// write flushes without a fence; cancel, free_ops and after_commit write
+/// nothing.
+#[test]
+fn fence_counts_of_reserve_header_and_free() {
+    let f = Fixture::new(8 * MIB);
+    let (heap, p) = (f.heap(), f.p());
+    let sim = p.sim().unwrap().clone();
+    sim.reset_counters();
+    let r = heap.reserve(p, 64, 0).unwrap();
+    assert_eq!(
+        sim.counters().fences,
+        2,
+        "new run: header+bitmap, chunk header"
+    );
+    sim.reset_counters();
+    let r2 = heap.reserve(p, 64, 0).unwrap();
+    // SAFETY: a live reservation of this heap.
+    unsafe { heap.write_header(p, &r2) };
+    let c = sim.counters();
+    assert_eq!((c.fences, c.flush_calls), (0, 1));
+    heap.cancel(r);
+    let off = publish(heap, p, r2);
+    sim.reset_counters();
+    let (t, ops) = free_ticket(heap, p, off).unwrap();
+    heap.cancel_free(t);
+    let (t, _) = free_ticket(heap, p, off).unwrap();
+    apply(p, &ops);
+    sim.reset_counters();
+    heap.after_commit(Vec::new(), vec![t]);
+    let h = heap.reserve(p, 4 * CHUNK_SIZE, 0).unwrap();
+    heap.cancel(h);
+    assert_eq!(sim.counters().fences, 0);
+    assert!(sim.is_fully_persisted(), "nothing left unflushed");
+}
