@@ -22,11 +22,33 @@
 //!   [`Heap::after_commit`], i.e. after the free's redo log was applied and
 //!   invalidated, so re-applying a committed redo log in recovery can never
 //!   clear the bit of a block that was handed out again.
+//!
+//! # Unsafe boundary
+//! `unsafe` is denied at the crate root and allowed only in `media` (access
+//! to the live mapping through the pool's persister: atomic metadata words,
+//! header copies), and in the `unsafe fn`s [`Heap::open`] and
+//! [`Heap::write_header`] whose contracts it relies on.
 #![deny(unsafe_code)]
 
+pub mod arena;
+#[allow(unsafe_code)]
+mod check;
+pub mod class;
 mod error;
+#[allow(unsafe_code)]
+mod heap;
+pub mod layout;
+#[allow(unsafe_code)]
+mod media;
+#[allow(unsafe_code)]
+mod rebuild;
+pub mod run;
+pub mod sync;
 
+pub use check::{HeapReport, check_bytes};
 pub use error::{Error, Result};
+pub use heap::{AllocInfo, ClassStats, FreeTicket, Heap, HeapRegion, HeapStats, Reservation};
+pub use media::apply_ops;
 
 /// One persistent metadata change, applied from a redo log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,194 @@
+//! Volatile state of one run: which blocks may be reserved, which have a
+//! free in flight. Persistent state (the bitmap) is read from the media.
+
+use crate::class::Class;
+use crate::sync::Mutex;
+
+/// Per-block volatile state of a run, behind the run's mutex.
+///
+/// A block is *available* (reservable) iff its `avail` bit is set. It is
+/// cleared by [`take`](Self::take) (reserve) and set again only by
+/// [`give`](Self::give) (cancel of a reservation, or after the commit of a
+/// free). `freeing` marks blocks with a free ticket in flight, so a second
+/// free of the same block is refused.
+#[derive(Debug)]
+pub struct Blocks {
+    avail: Vec<u64>,
+    freeing: Vec<u64>,
+    n_avail: u32,
+    nblocks: u32,
+    /// First word that may hold an available bit.
+    hint: usize,
+    /// The run was taken out of service (its chunks go back to the free
+    /// pool); nothing may be reserved from it any more.
+    pub retired: bool,
+}
+
+impl Blocks {
+    /// `nblocks` blocks, all available.
+    pub fn new_all_free(nblocks: u32) -> Self {
+        let words = (nblocks as usize).div_ceil(64);
+        let mut avail = vec![u64::MAX; words];
+        if !nblocks.is_multiple_of(64)
+            && let Some(last) = avail.last_mut()
+        {
+            *last = (1u64 << (nblocks % 64)) - 1;
+        }
+        Blocks {
+            avail,
+            freeing: vec![0; words],
+            n_avail: nblocks,
+            nblocks,
+            hint: 0,
+            retired: false,
+        }
+    }
+
+    /// The state of a run whose persistent bitmap is `bitmap`: allocated
+    /// blocks unavailable, the others available.
+    pub fn from_bitmap(nblocks: u32, bitmap: &[u64]) -> Self {
+        let mut b = Self::new_all_free(nblocks);
+        for (w, &bits) in b.avail.iter_mut().zip(bitmap) {
+            let used = *w & bits;
+            b.n_avail -= used.count_ones();
+            *w &= !bits;
+        }
+        b
+    }
+
+    /// Takes the lowest available block.
+    pub fn take(&mut self) -> Option<u32> {
+        if self.retired || self.n_avail == 0 {
+            return None;
+        }
+        for w in self.hint..self.avail.len() {
+            let bits = self.avail[w];
+            if bits != 0 {
+                let bit = bits.trailing_zeros();
+                self.avail[w] &= !(1u64 << bit);
+                self.n_avail -= 1;
+                self.hint = w;
+                return Some(w as u32 * 64 + bit);
+            }
+        }
+        None
+    }
+
+    /// Makes block `i` available again. Returns false (and changes nothing)
+    /// if it already was.
+    pub fn give(&mut self, i: u32) -> bool {
+        let (w, m) = ((i / 64) as usize, 1u64 << (i % 64));
+        if i >= self.nblocks || self.avail[w] & m != 0 {
+            return false;
+        }
+        self.avail[w] |= m;
+        self.n_avail += 1;
+        self.hint = self.hint.min(w);
+        true
+    }
+
+    /// True if block `i` is available.
+    pub fn is_avail(&self, i: u32) -> bool {
+        i < self.nblocks && self.avail[(i / 64) as usize] >> (i % 64) & 1 == 1
+    }
+
+    /// Marks block `i` as being freed; false if a free is already in flight.
+    pub fn start_free(&mut self, i: u32) -> bool {
+        let (w, m) = ((i / 64) as usize, 1u64 << (i % 64));
+        if i >= self.nblocks || self.freeing[w] & m != 0 {
+            return false;
+        }
+        self.freeing[w] |= m;
+        true
+    }
+
+    /// Clears block `i`'s in-flight free mark.
+    pub fn end_free(&mut self, i: u32) {
+        if i < self.nblocks {
+            self.freeing[(i / 64) as usize] &= !(1u64 << (i % 64));
+        }
+    }
+
+    /// Available blocks.
+    pub fn n_avail(&self) -> u32 {
+        self.n_avail
+    }
+
+    /// True when every block is available (nothing reserved, allocated or
+    /// being freed).
+    pub fn is_empty(&self) -> bool {
+        self.n_avail == self.nblocks
+    }
+}
+
+/// A run in volatile state.
+#[derive(Debug)]
+pub struct Run {
+    /// First chunk of its span.
+    pub first: u32,
+    /// Its size class.
+    pub class: &'static Class,
+    /// Pool offset of the run (its header).
+    pub start: u64,
+    /// Arena that reserves from it first.
+    pub owner: usize,
+    /// Block state.
+    pub blocks: Mutex<Blocks>,
+}
+
+impl Run {
+    /// Pool offset of block `i`'s allocation header.
+    pub fn block_off(&self, i: u32) -> u64 {
+        self.start + self.class.data_off + u64::from(i) * self.class.block
+    }
+
+    /// Pool offset of the bitmap word holding block `i`, and its mask.
+    pub fn bit(&self, i: u32) -> (u64, u64) {
+        (
+            self.start + crate::layout::RUN_HEADER_SIZE + u64::from(i / 64) * 8,
+            1u64 << (i % 64),
+        )
+    }
+
+    /// The block whose data starts at pool offset `off`, if any.
+    pub fn block_of(&self, off: u64) -> Option<u32> {
+        let rel =
+            off.checked_sub(self.start + self.class.data_off + crate::layout::ALLOC_HEADER_SIZE)?;
+        if !rel.is_multiple_of(self.class.block) {
+            return None;
+        }
+        let i = rel / self.class.block;
+        (i < u64::from(self.class.nblocks)).then_some(i as u32)
+    }
+
+    /// Chunks of its span.
+    pub fn chunks(&self) -> u32 {
+        self.class.chunks
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn take_give_and_bitmap() {
+        let mut b = Blocks::new_all_free(70);
+        assert_eq!(b.n_avail(), 70);
+        let got: Vec<u32> = (0..70).map(|_| b.take().unwrap()).collect();
+        assert_eq!(got, (0..70).collect::<Vec<_>>());
+        assert_eq!(b.take(), None);
+        assert!(b.give(65));
+        assert!(!b.give(65), "double give refused");
+        assert!(!b.give(70), "out of range refused");
+        assert_eq!(b.take(), Some(65));
+        let c = Blocks::from_bitmap(70, &[0b101, 1 << 5]);
+        assert_eq!(c.n_avail(), 67);
+        assert!(!c.is_avail(0) && c.is_avail(1) && !c.is_avail(2) && !c.is_avail(69));
+        let mut d = Blocks::new_all_free(3);
+        assert!(d.start_free(1));
+        assert!(!d.start_free(1));
+        d.end_free(1);
+        assert!(d.start_free(1));
+    }
+}

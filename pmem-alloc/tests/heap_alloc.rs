@@ -1,0 +1,313 @@
+//! Reserve / publish / free / cancel through the whole size range.
+
+mod common;
+
+use common::*;
+use pmem_alloc::Error;
+use pmem_alloc::class::{MAX_RUN_BLOCK, classes};
+use pmem_alloc::layout::CHUNK_SIZE;
+
+const MIB: u64 = 1 << 20;
+
+/// Every class boundary (largest request of a class and the next byte), and
+/// huge sizes: alloc_info round trip, objects() by type, stats, check.
+#[test]
+fn every_class_boundary_and_huge_round_trip() {
+    let f = Fixture::new(64 * MIB);
+    let mut sizes = vec![0u64, 1, 15, 16, 17];
+    for c in classes().iter().filter(|c| c.block <= 64 * 1024) {
+        sizes.push(c.block - 16);
+        sizes.push(c.block - 15);
+    }
+    sizes.extend([MAX_RUN_BLOCK - 15, CHUNK_SIZE * 4, CHUNK_SIZE * 6 + 3]);
+    let mut got = Vec::new();
+    for (i, &s) in sizes.iter().enumerate() {
+        let off = f.alloc(s, i as u64 % 5).unwrap();
+        let info = f.heap().alloc_info(f.p(), off).unwrap();
+        assert_eq!((info.off, info.size, info.type_num), (off, s, i as u64 % 5));
+        assert!(info.usable >= s);
+        // The smallest block that fits: usable < the next smaller class's.
+        if let Some(c) = classes().iter().find(|c| c.block >= s + 16) {
+            assert_eq!(info.usable, c.block - 16, "size {s}");
+        } else {
+            assert_eq!(info.usable, (s + 16).div_ceil(CHUNK_SIZE) * CHUNK_SIZE - 16);
+        }
+        got.push(info);
+    }
+    // Distinct, non-overlapping objects.
+    let mut spans: Vec<(u64, u64)> = got.iter().map(|i| (i.off - 16, i.off + i.usable)).collect();
+    spans.sort();
+    for w in spans.windows(2) {
+        assert!(w[0].1 <= w[1].0, "overlap {w:?}");
+    }
+    let all = f.heap().objects(f.p(), None);
+    assert_eq!(all.len(), sizes.len());
+    got.sort_by_key(|i| i.off);
+    assert_eq!(all, got);
+    let t3 = f.heap().objects(f.p(), Some(3));
+    assert_eq!(
+        t3.len(),
+        sizes.iter().enumerate().filter(|(i, _)| i % 5 == 3).count()
+    );
+    assert!(t3.iter().all(|i| i.type_num == 3));
+    let rep = assert_ok(f.heap(), f.p());
+    assert_eq!(rep.objects, sizes.len() as u64);
+    assert_eq!(
+        rep.objects_by_type.values().sum::<u64>(),
+        sizes.len() as u64
+    );
+    let st = f.heap().stats();
+    let used: u64 = st.classes.iter().map(|c| c.blocks_used).sum();
+    assert_eq!(used + st.huge_objects, sizes.len() as u64);
+    assert_eq!(st.huge_objects, 3);
+    assert_eq!(st.used_bytes, rep.used_bytes);
+}
+
+#[test]
+fn free_then_reuse_and_double_free_is_an_error() {
+    let f = Fixture::new(8 * MIB);
+    let a = f.alloc(100, 1).unwrap();
+    let b = f.alloc(100, 1).unwrap();
+    f.free(a).unwrap();
+    assert!(matches!(f.free(a), Err(Error::NotAllocated { off }) if off == a));
+    // A second free in flight of the same object is refused too.
+    let (t, _ops) = free_ticket(f.heap(), f.p(), b).unwrap();
+    assert!(matches!(
+        free_ticket(f.heap(), f.p(), b),
+        Err(Error::NotAllocated { .. })
+    ));
+    f.heap().cancel_free(t);
+    assert_eq!(f.heap().alloc_info(f.p(), b).unwrap().size, 100);
+    // The freed block is reused.
+    let c = f.alloc(100, 2).unwrap();
+    assert_eq!(c, a);
+    // Not an object start: inside an object, header, outside the heap.
+    for off in [b + 16, b - 16, 0, u64::MAX] {
+        assert!(
+            matches!(
+                f.heap().free_ops(f.p(), off, &mut Vec::new()),
+                Err(Error::NotAllocated { .. })
+            ),
+            "{off:#x}"
+        );
+        assert!(f.heap().alloc_info(f.p(), off).is_err());
+    }
+    // Huge: free twice.
+    let h = f.alloc(3 * CHUNK_SIZE, 9).unwrap();
+    f.free(h).unwrap();
+    assert!(matches!(f.free(h), Err(Error::NotAllocated { .. })));
+    assert_ok(f.heap(), f.p());
+}
+
+#[test]
+fn unpublished_reservation_is_not_freeable_and_cancel_returns_it() {
+    let f = Fixture::new(8 * MIB);
+    let r = f.heap().reserve(f.p(), 64, 0).unwrap();
+    let off = r.off;
+    assert!(matches!(
+        f.heap().free_ops(f.p(), off, &mut Vec::new()),
+        Err(Error::NotAllocated { .. })
+    ));
+    // Not handed out twice while reserved.
+    let r2 = f.heap().reserve(f.p(), 64, 0).unwrap();
+    assert_ne!(r2.off, off);
+    f.heap().cancel(r);
+    let r3 = f.heap().reserve(f.p(), 64, 0).unwrap();
+    assert_eq!(r3.off, off, "cancel gives the block back");
+    f.heap().cancel(r2);
+    f.heap().cancel(r3);
+    let h = f.heap().reserve(f.p(), 2 * CHUNK_SIZE, 0).unwrap();
+    let hoff = h.off;
+    f.heap().cancel(h);
+    assert_eq!(
+        f.heap().reserve(f.p(), 2 * CHUNK_SIZE, 0).unwrap().off,
+        hoff
+    );
+    assert!(f.heap().objects(f.p(), None).is_empty());
+}
+
+#[test]
+fn too_large_and_out_of_space_then_space_again() {
+    let f = Fixture::new(4 * MIB);
+    let max = f.heap().max_alloc();
+    assert!(matches!(
+        f.heap().reserve(f.p(), max + 1, 0),
+        Err(Error::TooLarge { .. })
+    ));
+    assert!(matches!(
+        f.heap().reserve(f.p(), u64::MAX, 0),
+        Err(Error::TooLarge { .. })
+    ));
+    let mut offs = Vec::new();
+    let err = loop {
+        match f.alloc(4000, 0) {
+            Ok(o) => offs.push(o),
+            Err(e) => break e,
+        }
+    };
+    match err {
+        Error::OutOfSpace {
+            requested,
+            largest_free,
+        } => {
+            assert_eq!(requested, 4000);
+            assert_eq!(largest_free, 0);
+        }
+        e => panic!("expected OutOfSpace, got {e}"),
+    }
+    assert!(offs.len() > 100);
+    assert!(matches!(
+        f.alloc(CHUNK_SIZE, 0),
+        Err(Error::OutOfSpace { .. })
+    ));
+    f.free(offs.pop().unwrap()).unwrap();
+    f.alloc(4000, 0).unwrap();
+    for o in offs.drain(..) {
+        f.free(o).unwrap();
+    }
+    // Everything free again: a span of all chunks can be allocated.
+    let all = f.heap().geometry().chunk_count * CHUNK_SIZE - 16;
+    assert!(f.alloc(all, 0).is_err(), "one block is still allocated");
+    assert_ok(f.heap(), f.p());
+}
+
+/// Fill with mixed sizes, free all, fill again: the second fill fits exactly
+/// as many objects, and chunks freed by one class serve another.
+#[test]
+fn fill_free_refill_does_not_grow_and_chunks_change_class() {
+    let mut f = Fixture::new(6 * MIB);
+    let sizes = [40u64, 200, 1000, 3000, 70_000];
+    let fill = |f: &Fixture| -> Vec<u64> {
+        let mut v = Vec::new();
+        let mut i = 0;
+        loop {
+            match f.alloc(sizes[i % sizes.len()], 0) {
+                Ok(o) => v.push(o),
+                Err(Error::OutOfSpace { .. }) => break v,
+                Err(e) => panic!("{e}"),
+            }
+            i += 1;
+        }
+    };
+    let first = fill(&f);
+    let used1 = f.heap().stats().used_bytes;
+    for &o in &first {
+        f.free(o).unwrap();
+    }
+    let second = fill(&f);
+    assert_eq!(first.len(), second.len());
+    assert_eq!(f.heap().stats().used_bytes, used1);
+    for &o in &second {
+        f.free(o).unwrap();
+    }
+    // One class only now: it takes chunks the others held.
+    let mut n = 0;
+    while f.alloc(48, 0).is_ok() {
+        n += 1;
+    }
+    let per_run = classes().iter().find(|c| c.block == 64).unwrap().nblocks as u64;
+    let chunks = f.heap().geometry().chunk_count;
+    assert_eq!(n, per_run * chunks, "every chunk became a 64-byte run");
+    assert_ok(f.heap(), f.p());
+    f.reopen();
+    assert_eq!(f.heap().objects(f.p(), None).len() as u64, n);
+    assert_ok(f.heap(), f.p());
+}
+
+#[test]
+fn reopen_rebuilds_the_same_state() {
+    let mut f = Fixture::new(128 * MIB);
+    let mut live = Vec::new();
+    for i in 0..600u64 {
+        let s = [24u64, 100, 500, 5000, 300_000, 1_100_000][(i % 6) as usize];
+        live.push(f.alloc(s, i % 7).unwrap());
+        if i % 3 == 0 {
+            let o = live.swap_remove((i as usize * 7919) % live.len());
+            f.free(o).unwrap();
+        }
+    }
+    let objs = f.heap().objects(f.p(), None);
+    let rep = assert_ok(f.heap(), f.p());
+    let st = f.heap().stats();
+    f.reopen();
+    assert_eq!(f.heap().objects(f.p(), None), objs);
+    let rep2 = assert_ok(f.heap(), f.p());
+    assert_eq!(rep2, rep);
+    let st2 = f.heap().stats();
+    let used = |s: &pmem_alloc::HeapStats| {
+        s.classes
+            .iter()
+            .map(|c| (c.blocks_used, c.runs))
+            .collect::<Vec<_>>()
+    };
+    // Every run held live objects, so none was retired at open.
+    assert_eq!(used(&st2), used(&st));
+    assert_eq!(st2.used_bytes, st.used_bytes);
+    assert_eq!(st2.free_bytes, st.free_bytes);
+    assert_eq!(
+        (st2.huge_objects, st2.free_chunks),
+        (st.huge_objects, st.free_chunks)
+    );
+    // And the rebuilt heap keeps working.
+    for o in live {
+        f.free(o).unwrap();
+    }
+    assert!(f.heap().objects(f.p(), None).is_empty());
+    assert_ok(f.heap(), f.p());
+}
+
+#[test]
+fn empty_runs_are_freed_at_open() {
+    let mut f = Fixture::new(8 * MIB);
+    let a = f.alloc(64, 0).unwrap();
+    let b = f.alloc(3000, 0).unwrap();
+    f.free(a).unwrap();
+    f.free(b).unwrap();
+    // Runs are kept while open...
+    assert_eq!(
+        f.heap().stats().classes.iter().map(|c| c.runs).sum::<u64>(),
+        2
+    );
+    f.reopen();
+    let st = f.heap().stats();
+    assert_eq!(st.classes.iter().map(|c| c.runs).sum::<u64>(), 0);
+    assert_eq!(st.free_chunks, st.total_chunks);
+    assert_eq!(st.fragmentation, 0.0);
+    assert_ok(f.heap(), f.p());
+}
+
+/// reserve is volatile only except for run creation (2 fences); the header
+/// write flushes without a fence; cancel, free_ops and after_commit write
+/// nothing.
+#[test]
+fn fence_counts_of_reserve_header_and_free() {
+    let f = Fixture::new(8 * MIB);
+    let (heap, p) = (f.heap(), f.p());
+    let sim = p.sim().unwrap().clone();
+    sim.reset_counters();
+    let r = heap.reserve(p, 64, 0).unwrap();
+    assert_eq!(
+        sim.counters().fences,
+        2,
+        "new run: header+bitmap, chunk header"
+    );
+    sim.reset_counters();
+    let r2 = heap.reserve(p, 64, 0).unwrap();
+    // SAFETY: a live reservation of this heap.
+    unsafe { heap.write_header(p, &r2) };
+    let c = sim.counters();
+    assert_eq!((c.fences, c.flush_calls), (0, 1));
+    heap.cancel(r);
+    let off = publish(heap, p, r2);
+    sim.reset_counters();
+    let (t, ops) = free_ticket(heap, p, off).unwrap();
+    heap.cancel_free(t);
+    let (t, _) = free_ticket(heap, p, off).unwrap();
+    apply(p, &ops);
+    sim.reset_counters();
+    heap.after_commit(Vec::new(), vec![t]);
+    let h = heap.reserve(p, 4 * CHUNK_SIZE, 0).unwrap();
+    heap.cancel(h);
+    assert_eq!(sim.counters().fences, 0);
+    assert!(sim.is_fully_persisted(), "nothing left unflushed");
+}
