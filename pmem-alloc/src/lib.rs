@@ -75,7 +75,3 @@ pub enum RedoOp {
         mask: u64,
     },
 }
-
-#[allow(unsafe_code)]
-mod stub_api;
-pub use stub_api::*;

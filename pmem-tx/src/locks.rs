@@ -4,16 +4,20 @@
 //! `PPtr` can be copied anywhere, so the borrow checker alone cannot stop two
 //! threads from writing (or one writing, one reading) the same bytes. Every
 //! access from safe code therefore locks the bytes it touches in a table of
-//! reader/writer stripe locks: the pool is cut into 256-byte granules, each
-//! granule hashes to one of 65,536 stripes (`granule % STRIPES`, so a range
-//! of fewer than 65,536 granules takes distinct stripes and a larger one
+//! reader/writer stripe locks: the pool is cut into 64-byte granules (a
+//! cache line: objects sharing one contend in the hardware anyway), each
+//! granule maps to one of 131,072 stripes (`granule % STRIPES`, so a range
+//! of fewer than 131,072 granules takes distinct stripes and a larger one
 //! takes all of them). Transactions hold their locks until they end (strict
 //! two-phase locking, which also gives them isolation); reads outside a
 //! transaction hold them for the life of the guard or the copy.
 //!
 //! A stripe word is 0 (free), `n` (held shared by `n` readers) or
 //! `EXCL | token` (held exclusively by the transaction whose lane is
-//! `token - 1`). A transaction that holds a stripe shared and is its only
+//! `token - 1`), plus a `WAIT` bit: a thread that has to wait for a stripe
+//! sets it, and newcomers that see it queue up behind instead of taking the
+//! stripe, so a thread that commits and immediately relocks the same bytes
+//! cannot starve a waiter. A transaction that holds a stripe shared and is its only
 //! reader may upgrade it; an upgrade that finds other readers gives up
 //! after a short spin (two readers waiting to upgrade would deadlock), so
 //! read-then-write of shared data should take the write lock first
@@ -28,10 +32,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// log2 of the granule size.
-pub const GRANULE_SHIFT: u32 = 8;
+pub const GRANULE_SHIFT: u32 = 6;
 /// Number of stripes.
-pub const STRIPES: u64 = 1 << 16;
+pub const STRIPES: u64 = 1 << 17;
 const EXCL: u64 = 1 << 63;
+const WAIT: u64 = 1 << 62;
+const LOW: u64 = WAIT - 1;
 
 /// Lock mode held on a stripe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,50 +82,69 @@ impl RangeLocks {
         &self.words[s as usize]
     }
 
-    fn try_shared(&self, s: u32) -> bool {
+    /// One attempt at a shared lock; `waiter` callers may pass a `WAIT`.
+    fn try_shared(&self, s: u32, waiter: bool) -> bool {
         let w = self.word(s);
         let mut cur = w.load(Ordering::Relaxed);
         loop {
-            if cur & EXCL != 0 {
+            if cur & EXCL != 0 || (cur & WAIT != 0 && !waiter) {
                 return false;
             }
-            match w.compare_exchange_weak(cur, cur + 1, Ordering::Acquire, Ordering::Relaxed) {
+            // A waiter that gets in clears the flag; others still waiting
+            // set it again.
+            let new = (cur & LOW) + 1;
+            match w.compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
                 Err(v) => cur = v,
             }
         }
     }
 
-    fn try_exclusive(&self, s: u32, token: u64, upgrade: bool) -> bool {
-        let from = u64::from(upgrade);
-        self.word(s)
-            .compare_exchange(from, EXCL | token, Ordering::Acquire, Ordering::Relaxed)
+    /// One attempt at an exclusive lock (from free, or from the caller's
+    /// sole shared hold when `upgrade`).
+    fn try_exclusive(&self, s: u32, token: u64, upgrade: bool, waiter: bool) -> bool {
+        let w = self.word(s);
+        let cur = w.load(Ordering::Relaxed);
+        let base = u64::from(upgrade);
+        // An upgrader already holds the stripe: a queued waiter waits for
+        // it anyway, so the flag does not stop it.
+        let ok = cur & !WAIT == base && (cur & WAIT == 0 || waiter || upgrade);
+        ok && w
+            .compare_exchange(cur, EXCL | token, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
     }
 
-    /// Waits for `attempt` to succeed, up to the timeout.
-    fn wait(&self, mut attempt: impl FnMut() -> bool) -> bool {
-        for _ in 0..128 {
-            if attempt() {
+    /// Queues behind stripe `s` and retries `attempt` (as a waiter) up to
+    /// the timeout.
+    fn wait(&self, s: u32, mut attempt: impl FnMut(bool) -> bool) -> bool {
+        for _ in 0..64 {
+            if attempt(false) {
                 return true;
             }
             std::hint::spin_loop();
         }
         let deadline =
             Instant::now() + Duration::from_nanos(self.timeout_ns.load(Ordering::Relaxed));
+        let mut round = 0u32;
         loop {
-            if attempt() {
+            self.word(s).fetch_or(WAIT, Ordering::Relaxed);
+            if attempt(true) {
                 return true;
             }
             if Instant::now() >= deadline {
                 return false;
             }
-            std::thread::yield_now();
+            round += 1;
+            if round < 16 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(Duration::from_micros(u64::from(round.min(200))));
+            }
         }
     }
 
     pub(crate) fn lock_shared(&self, s: u32) -> bool {
-        self.try_shared(s) || self.wait(|| self.try_shared(s))
+        self.try_shared(s, false) || self.wait(s, |w| self.try_shared(s, w))
     }
 
     /// Takes stripe `s` exclusively. An upgrade (the caller holds it
@@ -128,14 +153,15 @@ impl RangeLocks {
     pub(crate) fn lock_exclusive(&self, s: u32, token: u64, upgrade: bool) -> bool {
         if upgrade {
             return (0..1024).any(|_| {
-                let ok = self.try_exclusive(s, token, true);
+                let ok = self.try_exclusive(s, token, true, false);
                 if !ok {
                     std::hint::spin_loop();
                 }
                 ok
             });
         }
-        self.try_exclusive(s, token, false) || self.wait(|| self.try_exclusive(s, token, false))
+        self.try_exclusive(s, token, false, false)
+            || self.wait(s, |w| self.try_exclusive(s, token, false, w))
     }
 
     pub(crate) fn unlock(&self, s: u32, mode: Mode) {
@@ -143,7 +169,10 @@ impl RangeLocks {
             Mode::Shared => {
                 self.word(s).fetch_sub(1, Ordering::Release);
             }
-            Mode::Exclusive => self.word(s).store(0, Ordering::Release),
+            // Keep a waiter's flag: it is still queued.
+            Mode::Exclusive => {
+                self.word(s).fetch_and(WAIT, Ordering::Release);
+            }
         }
     }
 }
@@ -178,8 +207,8 @@ mod tests {
     fn stripes_cover_granules_and_wrap_to_all() {
         assert_eq!(stripes(0, 0).count(), 0);
         assert_eq!(stripes(0, 1).collect::<Vec<_>>(), vec![0]);
-        assert_eq!(stripes(255, 2).collect::<Vec<_>>(), vec![0, 1]);
-        assert_eq!(stripes(256 * 3, 256).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(stripes(63, 2).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(stripes(64 * 3, 64).collect::<Vec<_>>(), vec![3]);
         let all: Vec<u32> = stripes(12345, 1 << 30).collect();
         assert_eq!(all.len() as u64, STRIPES);
         let mut sorted = all.clone();
@@ -200,5 +229,25 @@ mod tests {
         assert!(!t.lock_exclusive(5, 2, false));
         t.unlock(5, Mode::Exclusive);
         assert!(t.lock_exclusive(5, 2, false));
+        t.unlock(5, Mode::Exclusive);
+    }
+
+    #[test]
+    fn a_waiter_queues_newcomers_behind_it() {
+        let t = RangeLocks::new(Duration::from_millis(1));
+        assert!(t.lock_exclusive(7, 1, false));
+        // A waiter times out but leaves its flag...
+        assert!(!t.lock_exclusive(7, 2, false));
+        t.unlock(7, Mode::Exclusive);
+        // ...so a newcomer's first attempt defers to it,
+        assert!(!t.try_exclusive(7, 3, false, false));
+        assert!(!t.try_shared(7, false));
+        // while a waiter gets in and clears it.
+        assert!(t.try_exclusive(7, 3, false, true));
+        t.unlock(7, Mode::Exclusive);
+        assert!(t.try_shared(7, false));
+        t.unlock(7, Mode::Shared);
+        // A stale flag costs a newcomer one queued attempt, not a timeout.
+        assert!(t.lock_exclusive(7, 4, false));
     }
 }

@@ -352,6 +352,29 @@ impl Pool {
         Ok(*g)
     }
 
+    /// Copies `len` bytes at `p` out of the pool (locked shared for the
+    /// duration of the copy).
+    pub fn read_bytes(&self, p: PPtr<u8>, len: u64) -> Result<Vec<u8>> {
+        let off = self.check(p.cast(), len, 1)?;
+        let taken: Vec<u32> = stripes(off, len).collect();
+        for (i, &s) in taken.iter().enumerate() {
+            if !self.locks.lock_shared(s) {
+                for &t in &taken[..i] {
+                    self.locks.unlock(t, Mode::Shared);
+                }
+                return Err(Error::Conflict { offset: off });
+            }
+        }
+        // SAFETY: checked inside the heap; locked shared, so no writer runs.
+        let v = unsafe {
+            std::slice::from_raw_parts(self.raw.base().add(off as usize), len as usize).to_vec()
+        };
+        for s in taken {
+            self.locks.unlock(s, Mode::Shared);
+        }
+        Ok(v)
+    }
+
     /// A shared reference to the object at `p`, valid while the guard
     /// lives; the bytes stay locked against writers until it is dropped.
     /// Do not hold one across a transaction that writes the same bytes on

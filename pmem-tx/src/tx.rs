@@ -15,9 +15,10 @@
 //!
 //! A transaction that allocates or frees also writes a redo log at commit
 //! (FORMAT.md, "Transactions with allocation"): the data and the redo
-//! entries with their commit record are drained together (F2, the commit
-//! point), the entries are applied to the heap metadata and drained (F3),
-//! then the generation is bumped (F4).
+//! entries are drained (F2), then the commit record (F3, the commit point:
+//! it must not become durable before the data it publishes), the entries
+//! are applied to the heap metadata and drained (F4), then the generation
+//! is bumped (F5).
 //!
 //! A transaction that only reads takes no lane and costs no fence.
 
@@ -540,8 +541,11 @@ impl<'p> Tx<'p> {
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;
         let locks = &self.pool.locks;
         for s in stripes(off, len) {
-            let ok = match (inner.held.get(&s).copied(), mode) {
-                (Some(Mode::Exclusive), _) | (Some(Mode::Shared), Mode::Shared) => true,
+            let held = inner.held.get(&s).copied();
+            let ok = match (held, mode) {
+                // Already held strongly enough: keep the record as it is (a
+                // shared request must not downgrade an exclusive hold).
+                (Some(Mode::Exclusive), _) | (Some(Mode::Shared), Mode::Shared) => continue,
                 (Some(Mode::Shared), Mode::Exclusive) => locks.lock_exclusive(s, token, true),
                 (None, Mode::Shared) => locks.lock_shared(s),
                 (None, Mode::Exclusive) => locks.lock_exclusive(s, token, false),
@@ -638,10 +642,14 @@ impl<'p> Tx<'p> {
             }
         }
         let allocating = !inner.redo.is_empty();
+        let mut redo_log = None;
         if allocating {
             self.ensure_lane(inner);
             let lane = inner.lane.ok_or(Error::Aborted)?;
-            let mut w = LogWriter::new(self.pool.layout.redo(lane), inner.generation);
+            let mut w = LogWriter::new(
+                self.pool.layout.redo(lane),
+                pmem_pool::lane::log_key(lane, inner.generation),
+            );
             inner.redo_written = true;
             for op in &inner.redo {
                 let (kind, off, v) = match *op {
@@ -653,21 +661,26 @@ impl<'p> Tx<'p> {
                 // redo log; the payload is a local.
                 unsafe { w.append(p, kind, off, &v.to_le_bytes())? };
             }
-            // SAFETY: as above.
-            unsafe { w.append_commit(p)? };
+            redo_log = Some(w);
         }
         if !inner.dirty.is_empty() || allocating {
             for (a, b) in merged_lines(&mut inner.dirty) {
                 p.flush(a as usize, (b - a) as usize);
             }
-            // With allocation, this drain also makes the redo log and its
-            // commit record durable: the commit point.
+            // F2: the data (and the redo entries) are durable.
             p.drain()?;
         }
-        if allocating {
+        if let Some(mut w) = redo_log {
+            // F3, the commit point of a transaction that allocates: the
+            // commit record must not become durable before the data it
+            // publishes, so it gets a fence of its own.
+            // SAFETY: as above.
+            unsafe { w.append_commit(p)? };
+            p.drain()?;
             for op in &inner.redo {
                 apply(p, *op);
             }
+            // F4: the heap metadata is updated.
             p.drain()?;
         }
         if let (Some(lane), true) = (inner.lane, !inner.entries.is_empty() || inner.redo_written) {
@@ -695,9 +708,24 @@ impl<'p> Tx<'p> {
         let inner = &mut *inner;
         let p = self.pool.raw.persister();
         let r = (|| -> Result<()> {
-            if let (Some(lane), true) =
-                (inner.lane, !inner.entries.is_empty() || inner.redo_written)
-            {
+            // Fresh blocks this transaction wrote are free again; flush
+            // them anyway, so that no line is left dirty behind the
+            // transaction (the rollback below drains them).
+            let fresh: Vec<(u64, u64)> = inner
+                .reserved
+                .iter()
+                .chain(inner.dropped.iter())
+                .map(|r| (r.off, r.off + r.usable.max(1)))
+                .collect();
+            let mut fresh = fresh;
+            for (a, b) in merged_lines(&mut fresh) {
+                p.flush(a as usize, (b - a) as usize);
+            }
+            let logged = !inner.entries.is_empty() || inner.redo_written;
+            if !fresh.is_empty() && !logged {
+                p.drain()?;
+            }
+            if let (Some(lane), true) = (inner.lane, logged) {
                 for e in inner.entries.iter().rev() {
                     // SAFETY: the payload lies in this transaction's undo log
                     // and the target in the heap or state block (disjoint);

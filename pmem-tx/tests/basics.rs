@@ -3,6 +3,15 @@
 
 use pmem_tx::{Error, Mode, PPtr, Pool, PoolOptions};
 
+/// A temporary directory on tmpfs when there is one (msync is then cheap,
+/// and a loaded disk cannot stretch transactions past the lock timeout).
+fn tmpdir() -> tempfile::TempDir {
+    match std::path::Path::new("/dev/shm") {
+        shm if shm.is_dir() => tempfile::tempdir_in(shm).unwrap(),
+        _ => tempfile::tempdir().unwrap(),
+    }
+}
+
 fn pool(dir: &tempfile::TempDir, mode: Mode) -> Pool {
     let opts = PoolOptions::new().mode(mode).ignore_env(true);
     Pool::create_with(dir.path().join("t.pool"), "basics", 8 << 20, &opts).unwrap()
@@ -10,7 +19,7 @@ fn pool(dir: &tempfile::TempDir, mode: Mode) -> Pool {
 
 #[test]
 fn commit_is_visible_and_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
     let root = p.root::<[u64; 8]>().unwrap();
     p.transaction(|tx| -> Result<(), Error> {
@@ -31,7 +40,7 @@ fn commit_is_visible_and_survives_reopen() {
 
 #[test]
 fn err_abort_and_panic_roll_back() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
     let root = p.root::<[u64; 4]>().unwrap();
     p.transaction(|tx| tx.write(root, [1, 2, 3, 4])).unwrap();
@@ -64,7 +73,7 @@ fn err_abort_and_panic_roll_back() {
 
 #[test]
 fn nested_transactions_join_and_inner_failure_aborts_all() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
     let root = p.root::<[u64; 2]>().unwrap();
     let a = root.cast::<u64>();
@@ -96,7 +105,7 @@ fn nested_transactions_join_and_inner_failure_aborts_all() {
 
 #[test]
 fn nested_call_while_a_reference_is_alive_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
     let root = p.root::<u64>().unwrap();
     let r: Result<(), Error> = p.transaction(|tx| {
@@ -110,7 +119,7 @@ fn nested_call_while_a_reference_is_alive_is_refused() {
 
 #[test]
 fn bad_pointers_are_typed_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
     let root = p.root::<[u64; 4]>().unwrap();
     assert!(matches!(p.read(PPtr::<u64>::null()), Err(Error::Null)));
@@ -133,7 +142,7 @@ fn bad_pointers_are_typed_errors() {
 
 #[test]
 fn a_pref_blocks_writers_until_dropped() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
     p.set_lock_timeout(std::time::Duration::from_millis(20));
     let root = p.root::<u64>().unwrap();
@@ -147,8 +156,9 @@ fn a_pref_blocks_writers_until_dropped() {
 
 #[test]
 fn threads_on_disjoint_data_run_and_commit() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
+    p.set_lock_timeout(std::time::Duration::from_secs(30));
     let root = p.root::<[[u64; 32]; 4]>().unwrap();
     std::thread::scope(|s| {
         for t in 0..4usize {
@@ -175,7 +185,7 @@ fn threads_on_disjoint_data_run_and_commit() {
 
 #[test]
 fn threads_on_shared_data_are_isolated() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
     p.set_lock_timeout(std::time::Duration::from_secs(10));
     let counter = p.root::<u64>().unwrap();
@@ -200,7 +210,7 @@ fn threads_on_shared_data_are_isolated() {
 
 #[test]
 fn read_then_write_races_end_in_conflict_never_in_a_lost_update() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
     p.set_lock_timeout(std::time::Duration::from_secs(10));
     let counter = p.root::<u64>().unwrap();
@@ -234,7 +244,7 @@ fn read_then_write_races_end_in_conflict_never_in_a_lost_update() {
 
 #[test]
 fn a_transaction_larger_than_its_lane_fails_cleanly_with_log_full() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tmpdir();
     // Default lanes: 4 KiB, about 3 KiB of undo log.
     let p = pool(&dir, Mode::Msync);
     let root = p.root::<[u8; 8192]>().unwrap();
@@ -268,4 +278,27 @@ fn a_transaction_larger_than_its_lane_fails_cleanly_with_log_full() {
     let root = p.root::<[u8; 8192]>().unwrap();
     p.transaction(|tx| tx.write(root, [3u8; 8192])).unwrap();
     assert_eq!(p.read(root).unwrap(), [3u8; 8192]);
+}
+
+#[test]
+fn reading_bytes_the_transaction_wrote_keeps_them_locked_exclusively() {
+    // Regression: a shared request on a stripe held exclusively used to
+    // downgrade the record, and the release then leaked the exclusive lock.
+    let dir = tmpdir();
+    let p = pool(&dir, Mode::Msync);
+    p.set_lock_timeout(std::time::Duration::from_millis(50));
+    let root = p.root::<[u64; 4]>().unwrap();
+    p.transaction(|tx| -> Result<(), Error> {
+        tx.write(root, [1, 2, 3, 4])?;
+        assert_eq!(tx.read(root)?, [1, 2, 3, 4]);
+        Ok(())
+    })
+    .unwrap();
+    // Another thread can take the bytes at once: nothing leaked.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            p.transaction(|tx| tx.write(root, [5; 4])).unwrap();
+        });
+    });
+    assert_eq!(p.read(root).unwrap(), [5; 4]);
 }

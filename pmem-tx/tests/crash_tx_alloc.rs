@@ -27,9 +27,7 @@ fn observe(pool: &Pool) -> State {
             (!p.is_null()).then(|| {
                 let info = pool.alloc_info(*p).unwrap();
                 assert_eq!(info.type_num, TYPE);
-                (0..info.size)
-                    .map(|k| pool.read(p.at(k)).unwrap())
-                    .collect::<Vec<u8>>()
+                pool.read_bytes(*p, info.size).unwrap()
             })
         })
         .collect();
@@ -68,7 +66,7 @@ fn size(rng: &mut Rng) -> u64 {
 
 #[test]
 fn transactional_alloc_free_realloc_survive_every_crash() {
-    let mut h = Harness::with(observe, |_| {});
+    let mut h = Harness::with_size(12 << 20, observe, |_| {});
     let mut rng = Rng(77);
     for t in 0..40 {
         // Plan 1..3 operations on distinct slots against the model.

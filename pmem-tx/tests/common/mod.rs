@@ -72,12 +72,21 @@ impl<S: Clone + PartialEq + std::fmt::Debug> Harness<S> {
     /// A fresh pool in Sim mode with 4 lanes of 32 KiB, a zeroed root, the
     /// given `setup` run before tracing starts, observed by `observe`.
     pub fn with(observe: Observe<S>, setup: impl FnOnce(&Pool)) -> Self {
+        Self::with_size(
+            pmem_pool::MIN_POOL_SIZE.next_multiple_of(4096),
+            observe,
+            setup,
+        )
+    }
+
+    /// As `with`, with a pool of `size` bytes (allocation workloads need
+    /// room for a run per size class they use).
+    pub fn with_size(size: u64, observe: Observe<S>, setup: impl FnOnce(&Pool)) -> Self {
         let dir = tmpdir();
         let opts = PoolOptions::new()
             .mode(Mode::Sim)
             .ignore_env(true)
             .lanes(4, 32 * 1024);
-        let size = pmem_pool::MIN_POOL_SIZE.next_multiple_of(4096);
         let pool = Pool::create_with(dir.path().join("live.pool"), LAYOUT, size, &opts).unwrap();
         let root = pool.root::<Root>().unwrap();
         setup(&pool);
@@ -120,9 +129,10 @@ impl<S: Clone + PartialEq + std::fmt::Debug> Harness<S> {
         let live = (self.observe)(self.pool());
         assert_eq!(live, self.model, "live state diverged after step");
         // ...and nothing may be left unflushed once the transaction is over.
+        let label = label.into();
         assert!(
             self.sim.is_fully_persisted(),
-            "lines left unflushed after a finished transaction: {:?}",
+            "lines left unflushed after step {label:?}: {:?}",
             &self.sim.dirty_lines()[..self.sim.dirty_lines().len().min(8)]
         );
         self.checked_fully_persisted += 1;
@@ -131,7 +141,7 @@ impl<S: Clone + PartialEq + std::fmt::Debug> Harness<S> {
             end,
             before,
             after: self.model.clone(),
-            label: label.into(),
+            label,
         });
     }
 
