@@ -72,6 +72,8 @@ struct Inner {
     /// Ranges to flush at commit.
     dirty: Vec<(u64, u64)>,
     held: Held,
+    /// Persistent locks (`PMutex`/`PRwLock`) taken with `Tx::lock`.
+    plocks: crate::plock::Held,
     aborted: bool,
 }
 
@@ -262,7 +264,7 @@ impl<'p> Tx<'p> {
     /// lives (and the transaction is borrowed).
     pub fn get<T: Persistent>(&self, p: PPtr<T>) -> Result<TxRef<'_, T>> {
         let off = self.pool.check_typed(p)?;
-        self.lock(off, size_of::<T>() as u64, Mode::Shared)?;
+        self.lock_range(off, size_of::<T>() as u64, Mode::Shared)?;
         self.shared.live.set(self.shared.live.get() + 1);
         Ok(TxRef {
             // SAFETY: checked in bounds and aligned; locked shared by this
@@ -378,7 +380,7 @@ impl<'p> Tx<'p> {
         inner.undo = Some(LogWriter::new(layout.undo(lane), generation));
     }
 
-    fn lock(&self, off: u64, len: u64, mode: Mode) -> Result<()> {
+    fn lock_range(&self, off: u64, len: u64, mode: Mode) -> Result<()> {
         let mut inner = self.shared.inner.borrow_mut();
         if inner.aborted {
             return Err(Error::Aborted);
@@ -409,7 +411,7 @@ impl<'p> Tx<'p> {
         if len == 0 {
             return Ok(());
         }
-        self.lock(off, len, Mode::Exclusive)?;
+        self.lock_range(off, len, Mode::Exclusive)?;
         let mut inner = self.shared.inner.borrow_mut();
         let inner = &mut *inner;
         let p = self.pool.raw.persister();
@@ -463,6 +465,7 @@ impl<'p> Tx<'p> {
             self.pool.locks.unlock(s, m);
         }
         inner.held.clear();
+        inner.plocks.release_all(self.pool);
         if let Some(l) = inner.lane.take() {
             self.pool.lanes.release(l);
         }
@@ -531,11 +534,23 @@ impl Drop for Tx<'_> {
         // the state and release nothing.
         if self.depth == 0 {
             let mut inner = self.shared.inner.borrow_mut();
-            if inner.lane.is_some() || !inner.held.is_empty() {
+            if inner.lane.is_some() || !inner.held.is_empty() || !inner.plocks.is_empty() {
                 let inner = &mut *inner;
                 self.release(inner);
             }
         }
+    }
+}
+
+impl Tx<'_> {
+    /// The persistent locks this transaction holds (`plock.rs`), or
+    /// `Aborted` if it is aborted.
+    pub(crate) fn plocks(&self) -> Result<std::cell::RefMut<'_, crate::plock::Held>> {
+        let inner = self.shared.inner.borrow_mut();
+        if inner.aborted {
+            return Err(Error::Aborted);
+        }
+        Ok(std::cell::RefMut::map(inner, |i| &mut i.plocks))
     }
 }
 
