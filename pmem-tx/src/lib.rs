@@ -19,12 +19,15 @@
 //!
 //! # Unsafe boundary
 //! `unsafe` is denied at the crate root and allowed in `pool` (resolving a
-//! checked pointer into the mapping), `tx` (guards, snapshots, rollback) and
-//! `ptr` (the `Pod` impls of `PPtr`). `UNSAFE.md` explains the discipline.
+//! checked pointer into the mapping), `tx` (guards, snapshots, rollback),
+//! `ptr` (the `Pod` impls of `PPtr`) and `plock` (the `Pod` impls of
+//! `PMutex`/`PRwLock`). `UNSAFE.md` explains the discipline.
 #![deny(unsafe_code)]
 
 mod error;
 mod locks;
+#[allow(unsafe_code)]
+mod plock;
 #[allow(unsafe_code)]
 mod pool;
 #[allow(unsafe_code)]
@@ -34,6 +37,10 @@ mod tx;
 
 pub use bytemuck;
 pub use error::{Error, Result};
+#[cfg(loom)]
+#[doc(hidden)]
+pub use plock::table::{LockMode, LockTable};
+pub use plock::{PLOCK_HEADER, PMutex, PMutexGuard, PReadGuard, PRwLock, PWriteGuard};
 pub use pmem_pool::Error as pool_error;
 pub use pmem_pool::{Mode, ModeChoice, PoolOptions};
 pub use pool::{DEFAULT_LOCK_TIMEOUT, PRef, Pool};

@@ -59,6 +59,8 @@ pub struct Pool {
     pub(crate) lanes: LaneSet,
     pub(crate) layout: LaneLayout,
     pub(crate) locks: RangeLocks,
+    /// State of the `PMutex`/`PRwLock`s: volatile, empty at every open.
+    pub(crate) plocks: crate::plock::table::LockTable,
     pub(crate) id: u64,
     pub(crate) instance: u64,
     recovered: Vec<Recovered>,
@@ -136,6 +138,7 @@ impl Pool {
             lanes: LaneSet::new(layout.count),
             layout,
             locks: RangeLocks::new(DEFAULT_LOCK_TIMEOUT),
+            plocks: crate::plock::table::LockTable::new(DEFAULT_LOCK_TIMEOUT),
             id,
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             recovered,
@@ -172,9 +175,11 @@ impl Pool {
     }
 
     /// How long a transaction waits for bytes held by another before it
-    /// fails with [`Error::Conflict`] (default 500 ms).
+    /// fails with [`Error::Conflict`] (default 500 ms); the same for a
+    /// `PMutex`/`PRwLock` held by another.
     pub fn set_lock_timeout(&self, t: Duration) {
         self.locks.set_timeout(t);
+        self.plocks.set_timeout(t);
     }
 
     /// Lanes held by running transactions right now.

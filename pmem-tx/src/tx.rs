@@ -80,6 +80,8 @@ struct Inner {
     /// Ranges to flush at commit.
     dirty: Vec<(u64, u64)>,
     held: Held,
+    /// Persistent locks (`PMutex`/`PRwLock`) taken with `Tx::lock`.
+    plocks: crate::plock::Held,
     aborted: bool,
     /// Blocks reserved by this transaction: published at commit.
     reserved: Vec<Reservation>,
@@ -280,7 +282,7 @@ impl<'p> Tx<'p> {
     /// lives (and the transaction is borrowed).
     pub fn get<T: Persistent>(&self, p: PPtr<T>) -> Result<TxRef<'_, T>> {
         let off = self.pool.check_typed(p)?;
-        self.lock(off, size_of::<T>() as u64, Mode::Shared)?;
+        self.lock_range(off, size_of::<T>() as u64, Mode::Shared)?;
         self.shared.live.set(self.shared.live.get() + 1);
         Ok(TxRef {
             // SAFETY: checked in bounds and aligned; locked shared by this
@@ -348,7 +350,7 @@ impl<'p> Tx<'p> {
     /// record. Used by the atomic (non-transactional) alloc/free to publish
     /// the destination pointer together with the allocation.
     pub(crate) fn redo_store_u64(&mut self, off: u64, val: u64) -> Result<()> {
-        self.lock(off, 8, Mode::Exclusive)?;
+        self.lock_range(off, 8, Mode::Exclusive)?;
         self.shared
             .inner
             .borrow_mut()
@@ -460,7 +462,7 @@ impl<'p> Tx<'p> {
         }
         let info = heap.alloc_info(self.pool.raw.persister(), off)?;
         // Whoever else uses the object must be done with it first.
-        self.lock(off, info.usable.max(1), Mode::Exclusive)?;
+        self.lock_range(off, info.usable.max(1), Mode::Exclusive)?;
         let mut inner = self.shared.inner.borrow_mut();
         let inner = &mut *inner;
         let t = heap.free_ops(self.pool.raw.persister(), off, &mut inner.redo)?;
@@ -480,7 +482,7 @@ impl<'p> Tx<'p> {
                 expected: self.pool.id,
             });
         }
-        self.lock(old.off, old.usable.max(1), Mode::Shared)?;
+        self.lock_range(old.off, old.usable.max(1), Mode::Shared)?;
         let new = self.alloc_bytes(size, old.type_num)?;
         let n = old.size.min(size) as usize;
         let base = self.pool.raw.persister().base();
@@ -530,7 +532,7 @@ impl<'p> Tx<'p> {
         ));
     }
 
-    fn lock(&self, off: u64, len: u64, mode: Mode) -> Result<()> {
+    fn lock_range(&self, off: u64, len: u64, mode: Mode) -> Result<()> {
         let mut inner = self.shared.inner.borrow_mut();
         if inner.aborted {
             return Err(Error::Aborted);
@@ -564,7 +566,7 @@ impl<'p> Tx<'p> {
         if len == 0 {
             return Ok(());
         }
-        self.lock(off, len, Mode::Exclusive)?;
+        self.lock_range(off, len, Mode::Exclusive)?;
         let mut inner = self.shared.inner.borrow_mut();
         let inner = &mut *inner;
         let p = self.pool.raw.persister();
@@ -618,6 +620,7 @@ impl<'p> Tx<'p> {
             self.pool.locks.unlock(s, m);
         }
         inner.held.clear();
+        inner.plocks.release_all(self.pool);
         if let Some(l) = inner.lane.take() {
             self.pool.lanes.release(l);
         }
@@ -766,7 +769,7 @@ impl Drop for Tx<'_> {
         // the state and release nothing.
         if self.depth == 0 {
             let mut inner = self.shared.inner.borrow_mut();
-            if inner.lane.is_some() || !inner.held.is_empty() {
+            if inner.lane.is_some() || !inner.held.is_empty() || !inner.plocks.is_empty() {
                 let inner = &mut *inner;
                 self.release(inner);
             }
@@ -795,6 +798,18 @@ fn apply(p: &pmem_pool::Persister, op: RedoOp) {
     let word = unsafe { AtomicU64::from_ptr(p.base().add(off as usize) as *mut u64) };
     f(word);
     p.flush(off as usize, 8);
+}
+
+impl Tx<'_> {
+    /// The persistent locks this transaction holds (`plock.rs`), or
+    /// `Aborted` if it is aborted.
+    pub(crate) fn plocks(&self) -> Result<std::cell::RefMut<'_, crate::plock::Held>> {
+        let inner = self.shared.inner.borrow_mut();
+        if inner.aborted {
+            return Err(Error::Aborted);
+        }
+        Ok(std::cell::RefMut::map(inner, |i| &mut i.plocks))
+    }
 }
 
 /// The parts of `a..b` not in `covered`.
