@@ -2,7 +2,7 @@
 //! numbers FORMAT.md and the issue notes quote. Each count is asserted, so
 //! a protocol change that adds a fence fails here.
 
-use pmem_tx::{Error, Mode, Pool, PoolOptions};
+use pmem_tx::{Error, Mode, PPtr, Pool, PoolOptions};
 
 fn pool() -> (tempfile::TempDir, Pool) {
     let dir = tempfile::tempdir().unwrap();
@@ -67,15 +67,65 @@ fn fences_per_transaction() {
     assert_eq!(empty, (0, 0));
     assert_eq!(read_only, (0, 0));
     // snapshot, data, commit point; lines: entry header+payload (2), the
-    // slot (1), the generation word (1).
-    assert_eq!(one_slot, (3, 4));
+    // slot (1 or 2), the generation word (1).
+    assert_eq!(one_slot, (3, 3 + data_lines));
     assert_eq!(
         same_slot_twice,
-        (3, 4),
+        (3, 3 + data_lines),
         "a covered range is not copied again"
     );
     assert_eq!(two_slots.0, 4, "one snapshot fence per snapshot call");
     // snapshot, rollback drain, generation bump.
     assert_eq!(aborted.0, 3);
     assert_eq!(p.read(slot).unwrap(), [4; 8]);
+}
+
+#[test]
+fn fences_per_allocation() {
+    let (_d, p) = pool();
+    let slots = p.root::<[PPtr<[u64; 6]>; 16]>().unwrap();
+    let slot = |i: usize| slots.index(i).unwrap();
+    // Warm up: the first allocation of a size class creates its run (two
+    // fences, amortised over the run's blocks).
+    p.transaction(|tx| -> Result<(), Error> {
+        let o = tx.alloc_typed(1, [0u64; 6])?;
+        tx.write(slot(15), o)
+    })
+    .unwrap();
+
+    let tx_alloc = count(&p, || {
+        p.transaction(|tx| -> Result<(), Error> {
+            let o = tx.alloc_typed(1, [1u64; 6])?;
+            tx.write(slot(0), o)
+        })
+        .unwrap();
+    });
+    let tx_free = count(&p, || {
+        p.transaction(|tx| -> Result<(), Error> {
+            let o = tx.read(slot(0))?;
+            tx.free(o)?;
+            tx.write(slot(0), PPtr::null())
+        })
+        .unwrap();
+    });
+    let atomic_alloc = count(&p, || {
+        p.alloc_into(slot(1), 1, |o| *o = [2; 6]).unwrap();
+    });
+    let atomic_free = count(&p, || p.free_from(slot(1)).unwrap());
+    println!("fences/flushed lines per allocation (Sim):");
+    println!("  tx alloc 48 B + store ptr  {tx_alloc:?}");
+    println!("  tx free + null ptr         {tx_free:?}");
+    println!("  atomic alloc into a slot   {atomic_alloc:?}");
+    println!("  atomic free from a slot    {atomic_free:?}");
+    // snapshot; data + redo entries; commit record; apply; generation.
+    assert_eq!(tx_alloc.0, 5);
+    assert_eq!(tx_free.0, 5);
+    // data + redo entries; commit record; apply; generation.
+    assert_eq!(atomic_alloc.0, 4);
+    assert_eq!(atomic_free.0, 4);
+    assert_eq!(
+        p.objects(Some(1)).unwrap().len(),
+        1,
+        "only the warm-up object is left"
+    );
 }
