@@ -681,6 +681,45 @@ impl Heap {
         }
     }
 
+    /// Whether `off..off+len` lies inside the data of one block of a run or
+    /// of one huge span (past its allocation header): the only bytes user
+    /// code may access. Run headers, bitmaps, allocation headers and the
+    /// heap's own tables are refused, because the heap changes them with
+    /// atomic operations that a user's plain write would race with.
+    pub fn data_range_ok(&self, off: u64, len: u64) -> bool {
+        let Some(end) = off.checked_add(len.max(1)) else {
+            return false;
+        };
+        let Some(c) = self.geo.chunk_of(off) else {
+            return false;
+        };
+        let run = sync::read(&self.runs)
+            .range(..=c)
+            .next_back()
+            .filter(|(f, r)| c < **f + r.chunks())
+            .map(|(_, r)| r.clone());
+        if let Some(run) = run {
+            let data = run.start + run.class.data_off;
+            let Some(rel) = off.checked_sub(data) else {
+                return false;
+            };
+            let i = rel / run.class.block;
+            if i >= u64::from(run.class.nblocks) {
+                return false;
+            }
+            let block = data + i * run.class.block;
+            return off >= block + ALLOC_HEADER_SIZE && end <= block + run.class.block;
+        }
+        let g = sync::lock(&self.global);
+        match g.huge.range(..=c).next_back() {
+            Some((&first, h)) if c < first + h.span => {
+                let start = self.geo.chunk_off(first);
+                off >= start + ALLOC_HEADER_SIZE && end <= start + u64::from(h.span) * CHUNK_SIZE
+            }
+            _ => false,
+        }
+    }
+
     /// Size, usable size and type number of the published object at `off`.
     pub fn alloc_info(&self, p: &Persister, off: u64) -> Result<AllocInfo> {
         let live = Live::new(p);

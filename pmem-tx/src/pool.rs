@@ -215,6 +215,13 @@ impl Pool {
         if off < heap || end > self.raw.size() {
             return Err(bad("outside the heap"));
         }
+        if let Some(h) = &self.heap
+            && !h.data_range_ok(off, len)
+        {
+            return Err(bad(
+                "not inside one object's data (heap metadata or across blocks)",
+            ));
+        }
         if !off.is_multiple_of(align) {
             return Err(bad("misaligned for its type"));
         }

@@ -538,6 +538,9 @@ impl<'p> Tx<'p> {
             return Err(Error::Aborted);
         }
         if mode == Mode::Exclusive {
+            if self.pool.raw.is_read_only() {
+                return Err(Error::Pool(pmem_pool::Error::ReadOnly));
+            }
             self.ensure_lane(&mut inner);
         }
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;

@@ -302,3 +302,43 @@ fn reading_bytes_the_transaction_wrote_keeps_them_locked_exclusively() {
     });
     assert_eq!(p.read(root).unwrap(), [5; 4]);
 }
+
+#[test]
+fn pointers_into_heap_metadata_are_refused() {
+    let dir = tmpdir();
+    let p = pool(&dir, Mode::Msync);
+    let root = p.root::<[u64; 4]>().unwrap();
+    // The allocation header just before the root, and the heap header.
+    let header = PPtr::<[u64; 2]>::from_raw(p.id(), root.offset() - 16);
+    assert!(matches!(p.read(header), Err(Error::BadPointer { .. })));
+    let heap_start = PPtr::<u64>::from_raw(p.id(), p.raw().header().heap_offset);
+    assert!(matches!(p.read(heap_start), Err(Error::BadPointer { .. })));
+    let r = p.transaction(|tx| tx.write(header, [0, 0]));
+    assert!(matches!(r, Err(Error::BadPointer { .. })));
+    // Past the end of the root's block.
+    let beyond = root.cast::<[u8; 4096]>();
+    assert!(matches!(p.read(beyond), Err(Error::BadPointer { .. })));
+    assert!(p.check_heap().unwrap().problems.is_empty());
+}
+
+#[test]
+fn a_read_only_pool_reads_but_refuses_writes() {
+    let dir = tmpdir();
+    let path = dir.path().join("t.pool");
+    {
+        let p = pool(&dir, Mode::Msync);
+        let root = p.root::<u64>().unwrap();
+        p.transaction(|tx| tx.write(root, 9)).unwrap();
+        p.close().unwrap();
+    }
+    let opts = PoolOptions::new().read_only(true).ignore_env(true);
+    let p = Pool::open_with(&path, Some("basics"), &opts).unwrap();
+    let root = p.root::<u64>().unwrap();
+    assert_eq!(p.read(root).unwrap(), 9);
+    let r = p.transaction(|tx| tx.write(root, 10));
+    assert!(
+        matches!(r, Err(Error::Pool(pmem_tx::pool_error::ReadOnly))),
+        "{r:?}"
+    );
+    assert_eq!(p.read(root).unwrap(), 9);
+}
