@@ -15,7 +15,9 @@ struct Root {
     other: PMutex<[u64; 2]>,
 }
 
-fn pool(dir: &tempfile::TempDir) -> (Pool, PPtr<PMutex<u64>>, PPtr<PMutex<[u64; 2]>>) {
+type Fixture = (Pool, PPtr<PMutex<u64>>, PPtr<PMutex<[u64; 2]>>);
+
+fn pool(dir: &tempfile::TempDir) -> Fixture {
     let opts = PoolOptions::new().mode(Mode::Eadr).ignore_env(true);
     let p = Pool::create_with(dir.path().join("m.pool"), "plock", 8 << 20, &opts).unwrap();
     let root = p.root::<Root>().unwrap();
