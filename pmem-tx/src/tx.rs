@@ -28,7 +28,17 @@ use crate::pool::Pool;
 use crate::ptr::{PPtr, Persistent};
 use pmem_alloc::{FreeTicket, RedoOp, Reservation};
 use pmem_pool::lane::bump_generation;
-use pmem_pool::ulog::{EntryKind, LogWriter};
+use pmem_pool::ulog::{CONTINUE_RESERVE, EntryKind, LogArea, LogWriter, entry_size};
+
+/// Snapshots are logged in pieces of at most this many bytes, so no entry
+/// needs an overflow block larger than a few chunks.
+const MAX_PIECE: u64 = 256 * 1024;
+/// Size of the first overflow block of a transaction; later ones double,
+/// up to 64 times this.
+const OVERFLOW_MIN: usize = 64 * 1024;
+/// Type number recorded in overflow blocks' allocation headers (never
+/// published, so never seen by `objects`).
+const OVERFLOW_TYPE_NUM: u64 = u64::MAX - 1;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -93,6 +103,9 @@ struct Inner {
     redo: Vec<RedoOp>,
     /// Whether redo entries were written at the current generation.
     redo_written: bool,
+    /// Heap blocks the logs continue in: never published, given back once
+    /// the generation bump has made their entries stale.
+    overflow: Vec<Reservation>,
 }
 
 struct Shared {
@@ -534,6 +547,10 @@ impl<'p> Tx<'p> {
 
     fn lock_range(&self, off: u64, len: u64, mode: Mode) -> Result<()> {
         let mut inner = self.shared.inner.borrow_mut();
+        self.lock_in(&mut inner, off, len, mode)
+    }
+
+    fn lock_in(&self, inner: &mut Inner, off: u64, len: u64, mode: Mode) -> Result<()> {
         if inner.aborted {
             return Err(Error::Aborted);
         }
@@ -541,7 +558,7 @@ impl<'p> Tx<'p> {
             if self.pool.raw.is_read_only() {
                 return Err(Error::Pool(pmem_pool::Error::ReadOnly));
             }
-            self.ensure_lane(&mut inner);
+            self.ensure_lane(inner);
         }
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;
         let locks = &self.pool.locks;
@@ -577,38 +594,43 @@ impl<'p> Tx<'p> {
         if !flags.no_snapshot {
             let gaps = uncovered(&inner.covered, off, end);
             let mut appended = false;
-            for (a, b) in gaps {
-                let undo = inner.undo.as_mut().ok_or(Error::Aborted)?;
-                // SAFETY: `a..b` is inside the heap or state block (checked
-                // by the caller), locked exclusively by this transaction,
-                // and no reference to it is alive (guards borrow the
-                // transaction, which `&mut self` shows is not borrowed).
-                let src = unsafe {
-                    std::slice::from_raw_parts(p.base().add(a as usize), (b - a) as usize)
-                };
-                // SAFETY: this transaction holds the lane, so it owns the
-                // log area; `src` is outside the lanes, so they do not
-                // overlap.
-                let payload_off = match unsafe { undo.append(p, EntryKind::Snapshot, a, src) } {
-                    Ok(at) => at,
-                    Err(e) => {
-                        if appended {
-                            p.drain()?;
+            let mut undo = inner.undo.take().ok_or(Error::Aborted)?;
+            let mut result = Ok(());
+            'gaps: for (ga, gb) in gaps {
+                let mut a = ga;
+                while a < gb {
+                    let b = gb.min(a + MAX_PIECE);
+                    // SAFETY: `a..b` is inside the heap or state block
+                    // (checked by the caller), locked exclusively by this
+                    // transaction, and no reference to it is alive (guards
+                    // borrow the transaction, which `&mut self` shows is
+                    // not borrowed).
+                    let src = unsafe {
+                        std::slice::from_raw_parts(p.base().add(a as usize), (b - a) as usize)
+                    };
+                    match self.append_entry(inner, &mut undo, EntryKind::Snapshot, a, src) {
+                        Ok(payload_off) => {
+                            inner.entries.push(UndoEntry {
+                                target: a,
+                                len: (b - a) as u32,
+                                payload_off,
+                            });
+                            insert_range(&mut inner.covered, a, b);
+                            appended = true;
                         }
-                        return Err(e.into());
+                        Err(e) => {
+                            result = Err(e);
+                            break 'gaps;
+                        }
                     }
-                };
-                inner.entries.push(UndoEntry {
-                    target: a,
-                    len: (b - a) as u32,
-                    payload_off,
-                });
-                insert_range(&mut inner.covered, a, b);
-                appended = true;
+                    a = b;
+                }
             }
+            inner.undo = Some(undo);
             if appended {
                 p.drain()?;
             }
+            result?;
         } else {
             insert_range(&mut inner.covered, off, end);
         }
@@ -616,6 +638,61 @@ impl<'p> Tx<'p> {
             inner.dirty.push((off, end));
         }
         Ok(())
+    }
+
+    /// Appends one entry to `w`, continuing the log in a new overflow
+    /// block from the heap when the current area is full.
+    fn append_entry(
+        &self,
+        inner: &mut Inner,
+        w: &mut LogWriter,
+        kind: EntryKind,
+        target: u64,
+        payload: &[u8],
+    ) -> Result<usize> {
+        let p = self.pool.raw.persister();
+        loop {
+            // SAFETY: this transaction holds the lane, so it owns the
+            // lane's log areas, and it reserved and locked every overflow
+            // block the writer continued into; `payload` lies outside them
+            // (user data or a local).
+            match unsafe { w.append(p, kind, target, payload) } {
+                Ok(at) => return Ok(at),
+                Err(pmem_pool::Error::LogFull { .. }) if self.pool.heap.is_some() => {
+                    let area = self.overflow_area(inner, entry_size(payload.len()))?;
+                    // SAFETY: as above; `area` was just reserved and locked.
+                    unsafe { w.chain(p, area)? };
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reserves (never publishes) a heap block for the log to continue in:
+    /// at least `need` bytes, growing with the number already taken.
+    fn overflow_area(&self, inner: &mut Inner, need: usize) -> Result<LogArea> {
+        let heap = self.pool.heap()?;
+        let grow = OVERFLOW_MIN << inner.overflow.len().min(6);
+        let size = (need + CONTINUE_RESERVE).max(grow);
+        let r = heap.reserve(self.pool.raw.persister(), size as u64, OVERFLOW_TYPE_NUM)?;
+        let area = LogArea {
+            off: r.off as usize,
+            cap: (r.usable as usize) & !7,
+        };
+        let (off, usable) = (r.off, r.usable);
+        inner.overflow.push(r);
+        self.lock_in(inner, off, usable, Mode::Exclusive)?;
+        Ok(area)
+    }
+
+    /// Gives the overflow blocks back; only once the logs in them are
+    /// stale (after the generation bump) or were never needed.
+    fn return_overflow(&self, inner: &mut Inner) {
+        if let Some(heap) = self.pool.heap.as_ref() {
+            for r in inner.overflow.drain(..) {
+                heap.cancel(r);
+            }
+        }
     }
 
     fn release(&self, inner: &mut Inner) {
@@ -657,16 +734,19 @@ impl<'p> Tx<'p> {
                 pmem_pool::lane::log_key(lane, inner.generation),
             );
             inner.redo_written = true;
-            for op in &inner.redo {
+            let ops = std::mem::take(&mut inner.redo);
+            for op in &ops {
                 let (kind, off, v) = match *op {
                     RedoOp::Set64 { off, val } => (EntryKind::Set64, off, val),
                     RedoOp::Or64 { off, mask } => (EntryKind::Or64, off, mask),
                     RedoOp::AndNot64 { off, mask } => (EntryKind::AndNot64, off, mask),
                 };
-                // SAFETY: this transaction holds the lane and so owns its
-                // redo log; the payload is a local.
-                unsafe { w.append(p, kind, off, &v.to_le_bytes())? };
+                if let Err(e) = self.append_entry(inner, &mut w, kind, off, &v.to_le_bytes()) {
+                    inner.redo = ops;
+                    return Err(e);
+                }
             }
+            inner.redo = ops;
             redo_log = Some(w);
         }
         if !inner.dirty.is_empty() || allocating {
@@ -680,8 +760,8 @@ impl<'p> Tx<'p> {
             // F3, the commit point of a transaction that allocates: the
             // commit record must not become durable before the data it
             // publishes, so it gets a fence of its own.
-            // SAFETY: as above.
-            unsafe { w.append_commit(p)? };
+            let n = w.count();
+            self.append_entry(inner, &mut w, EntryKind::Commit, n, &[])?;
             p.drain()?;
             for op in &inner.redo {
                 apply(p, *op);
@@ -696,6 +776,7 @@ impl<'p> Tx<'p> {
             inner.entries.clear();
             inner.redo_written = false;
         }
+        self.return_overflow(inner);
         if let Some(heap) = self.pool.heap.as_ref() {
             heap.after_commit(
                 std::mem::take(&mut inner.reserved),
@@ -748,6 +829,13 @@ impl<'p> Tx<'p> {
             }
             Ok(())
         })();
+        // The logs are stale now (or the abort failed and they stay valid
+        // for recovery: then keep the blocks out of the heap's hands).
+        if r.is_ok() {
+            self.return_overflow(inner);
+        } else {
+            inner.overflow.clear();
+        }
         inner.entries.clear();
         inner.redo_written = false;
         inner.redo.clear();

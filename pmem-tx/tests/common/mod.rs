@@ -82,11 +82,21 @@ impl<S: Clone + PartialEq + std::fmt::Debug> Harness<S> {
     /// As `with`, with a pool of `size` bytes (allocation workloads need
     /// room for a run per size class they use).
     pub fn with_size(size: u64, observe: Observe<S>, setup: impl FnOnce(&Pool)) -> Self {
+        Self::with_lanes(size, (4, 32 * 1024), observe, setup)
+    }
+
+    /// As `with_size`, with `lanes` = (count, bytes per lane).
+    pub fn with_lanes(
+        size: u64,
+        lanes: (u32, u32),
+        observe: Observe<S>,
+        setup: impl FnOnce(&Pool),
+    ) -> Self {
         let dir = tmpdir();
         let opts = PoolOptions::new()
             .mode(Mode::Sim)
             .ignore_env(true)
-            .lanes(4, 32 * 1024);
+            .lanes(lanes.0, lanes.1);
         let pool = Pool::create_with(dir.path().join("live.pool"), LAYOUT, size, &opts).unwrap();
         let root = pool.root::<Root>().unwrap();
         setup(&pool);
