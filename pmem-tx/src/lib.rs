@@ -41,6 +41,8 @@ pub use error::{Error, Result};
 #[doc(hidden)]
 pub use plock::table::{LockMode, LockTable};
 pub use plock::{PLOCK_HEADER, PMutex, PMutexGuard, PReadGuard, PRwLock, PWriteGuard};
+pub use pmem_alloc::Error as AllocError;
+pub use pmem_alloc::{AllocInfo, HeapReport};
 pub use pmem_pool::Error as pool_error;
 pub use pmem_pool::{Mode, ModeChoice, PoolOptions};
 pub use pool::{DEFAULT_LOCK_TIMEOUT, PRef, Pool};

@@ -243,41 +243,30 @@ fn read_then_write_races_end_in_conflict_never_in_a_lost_update() {
 }
 
 #[test]
-fn a_transaction_larger_than_its_lane_fails_cleanly_with_log_full() {
+fn a_transaction_larger_than_its_lane_overflows_into_the_heap() {
     let dir = tmpdir();
     // Default lanes: 4 KiB, about 3 KiB of undo log.
     let p = pool(&dir, Mode::Msync);
     let root = p.root::<[u8; 8192]>().unwrap();
-    p.transaction(|tx| tx.write(root, [1u8; 8192])).unwrap_err();
-    // Even the first write is too big for one entry: nothing changed.
-    assert_eq!(p.read(root).unwrap(), [0u8; 8192]);
-    // Several smaller snapshots that overflow together roll back whole.
+    let used = p.check_heap().unwrap().used_bytes;
+    p.transaction(|tx| tx.write(root, [1u8; 8192])).unwrap();
+    assert_eq!(p.read(root).unwrap(), [1u8; 8192]);
+    // Several snapshots that overflow together roll back whole.
     let r: Result<(), Error> = p.transaction(|tx| {
         for k in 0..8u64 {
             let part = root.cast::<[u8; 1024]>().at(k);
             tx.write(part, [2u8; 1024])?;
         }
-        Ok(())
+        Err(Error::Aborted)
     });
-    match r {
-        Err(Error::Pool(e @ pmem_tx::pool_error::LogFull { .. })) => {
-            let msg = e.to_string();
-            assert!(msg.contains("larger lanes"), "{msg}");
-        }
-        other => panic!("expected LogFull, got {other:?}"),
-    }
-    assert_eq!(p.read(root).unwrap(), [0u8; 8192], "rolled back whole");
+    assert!(matches!(r, Err(Error::Aborted)));
+    assert_eq!(p.read(root).unwrap(), [1u8; 8192], "rolled back whole");
     assert_eq!(p.lanes_in_use(), 0);
-    // With larger lanes the same transaction fits.
-    drop(p);
-    let opts = PoolOptions::new()
-        .mode(Mode::Msync)
-        .ignore_env(true)
-        .lanes(8, 16 * 1024);
-    let p = Pool::create_with(dir.path().join("big.pool"), "basics", 8 << 20, &opts).unwrap();
-    let root = p.root::<[u8; 8192]>().unwrap();
-    p.transaction(|tx| tx.write(root, [3u8; 8192])).unwrap();
-    assert_eq!(p.read(root).unwrap(), [3u8; 8192]);
+    assert_eq!(
+        p.check_heap().unwrap().used_bytes,
+        used,
+        "overflow blocks were given back"
+    );
 }
 
 #[test]
@@ -341,4 +330,60 @@ fn a_read_only_pool_reads_but_refuses_writes() {
         "{r:?}"
     );
     assert_eq!(p.read(root).unwrap(), 9);
+}
+
+#[test]
+fn a_full_pool_aborts_the_transaction_and_leaks_nothing() {
+    let dir = tmpdir();
+    let p = pool(&dir, Mode::Msync);
+    let slots = p.root::<[PPtr<u8>; 512]>().unwrap();
+    let mut kept = 0usize;
+    // Fill with 64 KiB objects, one per transaction, until the pool is full.
+    let err = loop {
+        let r = p.transaction(|tx| -> Result<(), Error> {
+            let o = tx.alloc_bytes(64 * 1024, 9)?;
+            tx.write(slots.index(kept).unwrap(), o)
+        });
+        match r {
+            Ok(()) => kept += 1,
+            Err(e) => break e,
+        }
+        assert!(kept < 512, "an 8 MiB pool cannot hold 512 x 64 KiB");
+    };
+    let msg = err.to_string();
+    assert!(
+        matches!(err, Error::Alloc(pmem_tx::AllocError::OutOfSpace { .. })),
+        "{err:?}"
+    );
+    assert!(msg.contains("full"), "{msg}");
+    assert!(kept > 50, "only {kept} objects fit");
+    // The failed transaction left nothing: no object, a consistent heap.
+    assert_eq!(p.objects(Some(9)).unwrap().len(), kept);
+    assert!(p.check_heap().unwrap().problems.is_empty());
+    assert_eq!(p.lanes_in_use(), 0);
+    // A transaction that allocates several objects and runs out midway
+    // rolls back the ones it had.
+    p.transaction(|tx| -> Result<(), Error> {
+        let o = tx.read(slots.index(0).unwrap())?;
+        tx.free(o)?;
+        tx.write(slots.index(0).unwrap(), PPtr::null())
+    })
+    .unwrap();
+    let r: Result<(), Error> = p.transaction(|tx| {
+        for i in 0..8 {
+            let o = tx.alloc_bytes(64 * 1024, 9)?;
+            tx.write(slots.index(i).unwrap(), o)?;
+        }
+        Ok(())
+    });
+    assert!(r.is_err());
+    assert_eq!(p.objects(Some(9)).unwrap().len(), kept - 1);
+    assert!(p.read(slots.index(0).unwrap()).unwrap().is_null());
+    // After freeing, allocation works again.
+    p.transaction(|tx| -> Result<(), Error> {
+        let o = tx.alloc_bytes(64 * 1024, 9)?;
+        tx.write(slots.index(0).unwrap(), o)
+    })
+    .unwrap();
+    assert_eq!(p.objects(Some(9)).unwrap().len(), kept);
 }
