@@ -592,14 +592,18 @@ impl Heap {
     }
 
     /// Where the object whose data starts at `off` lives, if anywhere.
-    fn locate(&self, off: u64) -> Option<Slot> {
-        let c = self.geo.chunk_of(off.checked_sub(ALLOC_HEADER_SIZE)?)?;
-        let run = sync::read(&self.runs)
+    /// The run whose span contains chunk `c`, if any.
+    fn run_covering(&self, c: u32) -> Option<Arc<Run>> {
+        sync::read(&self.runs)
             .range(..=c)
             .next_back()
             .filter(|(f, r)| c < **f + r.chunks())
-            .map(|(_, r)| r.clone());
-        if let Some(run) = run {
+            .map(|(_, r)| r.clone())
+    }
+
+    fn locate(&self, off: u64) -> Option<Slot> {
+        let c = self.geo.chunk_of(off.checked_sub(ALLOC_HEADER_SIZE)?)?;
+        if let Some(run) = self.run_covering(c) {
             let idx = run.block_of(off)?;
             return Some(Slot::Block { run, idx });
         }
@@ -693,12 +697,7 @@ impl Heap {
         let Some(c) = self.geo.chunk_of(off) else {
             return false;
         };
-        let run = sync::read(&self.runs)
-            .range(..=c)
-            .next_back()
-            .filter(|(f, r)| c < **f + r.chunks())
-            .map(|(_, r)| r.clone());
-        if let Some(run) = run {
+        if let Some(run) = self.run_covering(c) {
             let data = run.start + run.class.data_off;
             let Some(rel) = off.checked_sub(data) else {
                 return false;
