@@ -93,6 +93,18 @@ pub struct DrainPoint {
 /// A hook called at the start of every drain, before anything is persisted.
 pub type DrainHook = Box<dyn FnMut(DrainPoint) + Send>;
 
+thread_local! {
+    static TRACE_NEXT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes the next `SimDomain` created on this thread start tracing at
+/// once, before the code that created it writes anything: how a test
+/// traces the pool's own create and open (whose persister does not exist
+/// before they run).
+pub fn trace_next_domain() {
+    TRACE_NEXT.with(|t| t.set(true));
+}
+
 /// A simulated persistence domain beside a live mapping. See the module docs.
 pub struct SimDomain {
     base: *mut u8,
@@ -142,7 +154,7 @@ impl SimDomain {
         // SAFETY: the caller guarantees base..base+len is readable and not
         // written concurrently; `persisted` is a fresh buffer of `len` bytes.
         unsafe { std::ptr::copy_nonoverlapping(base, persisted.as_mut_ptr(), len) };
-        SimDomain {
+        let d = SimDomain {
             base,
             len,
             inner: Mutex::new(Inner {
@@ -154,7 +166,11 @@ impl SimDomain {
             hook: Mutex::new(None),
             has_hook: AtomicBool::new(false),
             seq: AtomicU64::new(0),
+        };
+        if TRACE_NEXT.with(|t| t.replace(false)) {
+            d.start_trace();
         }
+        d
     }
 
     /// Length of the simulated pool in bytes.
