@@ -192,9 +192,8 @@ impl Pool {
         Ok(self.raw.close()?)
     }
 
-    /// Checks that `p` designates `len` bytes inside the heap, aligned for
-    /// `align`, in this pool. Returns the offset.
-    pub(crate) fn check(&self, p: PPtr<()>, len: u64, align: u64) -> Result<u64> {
+    /// The offset of `p` if it is a non-null pointer of this pool.
+    pub(crate) fn own<T>(&self, p: PPtr<T>) -> Result<u64> {
         if p.is_null() {
             return Err(Error::Null);
         }
@@ -204,7 +203,13 @@ impl Pool {
                 expected: self.id,
             });
         }
-        let off = p.offset();
+        Ok(p.offset())
+    }
+
+    /// Checks that `p` designates `len` bytes inside the heap, aligned for
+    /// `align`, in this pool. Returns the offset.
+    pub(crate) fn check(&self, p: PPtr<()>, len: u64, align: u64) -> Result<u64> {
+        let off = self.own(p)?;
         let bad = |reason| Error::BadPointer {
             offset: off,
             size: len,
@@ -329,16 +334,8 @@ impl Pool {
 
     /// The allocation behind `p`: requested size, usable size, type number.
     pub fn alloc_info<T>(&self, p: PPtr<T>) -> Result<AllocInfo> {
-        if p.is_null() {
-            return Err(Error::Null);
-        }
-        if p.pool_id() != self.id {
-            return Err(Error::WrongPool {
-                found: p.pool_id(),
-                expected: self.id,
-            });
-        }
-        Ok(self.heap()?.alloc_info(self.raw.persister(), p.offset())?)
+        let off = self.own(p)?;
+        Ok(self.heap()?.alloc_info(self.raw.persister(), off)?)
     }
 
     /// The heap's consistency report (what `pmem check` says of the heap).

@@ -451,17 +451,8 @@ impl<'p> Tx<'p> {
     /// gives it back at the end. Double frees and pointers that are not the
     /// start of an object are errors.
     pub fn free<T>(&mut self, p: PPtr<T>) -> Result<()> {
-        if p.is_null() {
-            return Err(Error::Null);
-        }
-        if p.pool_id() != self.pool.id {
-            return Err(Error::WrongPool {
-                found: p.pool_id(),
-                expected: self.pool.id,
-            });
-        }
+        let off = self.pool.own(p)?;
         let heap = self.pool.heap()?;
-        let off = p.offset();
         {
             let mut inner = self.shared.inner.borrow_mut();
             if inner.aborted {
@@ -487,14 +478,27 @@ impl<'p> Tx<'p> {
     /// with the same type number, copies the common prefix, frees the old
     /// one at commit, and returns the new pointer.
     pub fn realloc(&mut self, p: PPtr<u8>, size: u64) -> Result<PPtr<u8>> {
+        let off = self.pool.own(p)?;
         let heap = self.pool.heap()?;
-        let old = heap.alloc_info(self.pool.raw.persister(), p.offset())?;
-        if p.pool_id() != self.pool.id {
-            return Err(Error::WrongPool {
-                found: p.pool_id(),
-                expected: self.pool.id,
+        // An object allocated earlier in this transaction is reserved, not
+        // yet published: its reservation knows its size and type.
+        let reserved = self
+            .shared
+            .inner
+            .borrow()
+            .reserved
+            .iter()
+            .find(|r| r.off == off)
+            .map(|r| pmem_alloc::AllocInfo {
+                off,
+                size: r.size(),
+                usable: r.usable,
+                type_num: r.type_num(),
             });
-        }
+        let old = match reserved {
+            Some(info) => info,
+            None => heap.alloc_info(self.pool.raw.persister(), off)?,
+        };
         self.lock_range(old.off, old.usable.max(1), Mode::Shared)?;
         let new = self.alloc_bytes(size, old.type_num)?;
         let n = old.size.min(size) as usize;

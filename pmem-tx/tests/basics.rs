@@ -387,3 +387,34 @@ fn a_full_pool_aborts_the_transaction_and_leaks_nothing() {
     .unwrap();
     assert_eq!(p.objects(Some(9)).unwrap().len(), kept);
 }
+
+#[test]
+fn realloc_and_free_of_an_object_allocated_in_the_same_transaction() {
+    let dir = tmpdir();
+    let p = pool(&dir, Mode::Msync);
+    let slot = p.root::<PPtr<u8>>().unwrap();
+    p.transaction(|tx| -> Result<(), Error> {
+        let a = tx.alloc_bytes(100, 4)?;
+        tx.bytes_mut(a, 100)?.fill(6);
+        let b = tx.realloc(a, 300)?;
+        let c = tx.alloc_bytes(50, 4)?;
+        tx.free(c)?;
+        tx.write(slot, b)
+    })
+    .unwrap();
+    let b = p.read(slot).unwrap();
+    let info = p.alloc_info(b).unwrap();
+    assert_eq!((info.size, info.type_num), (300, 4));
+    let bytes = p.read_bytes(b, 300).unwrap();
+    assert!(bytes[..100].iter().all(|&x| x == 6));
+    assert!(
+        bytes[100..].iter().all(|&x| x == 0),
+        "realloc zero-fills the tail"
+    );
+    assert_eq!(
+        p.objects(Some(4)).unwrap().len(),
+        1,
+        "a and c left nothing behind"
+    );
+    assert!(p.check_heap().unwrap().problems.is_empty());
+}
