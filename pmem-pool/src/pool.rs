@@ -453,9 +453,20 @@ impl RawPool {
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| Error::io(format!("fsync of directory {}", dir.display()), e))?;
-        Ok(RawPool {
+        Ok(RawPool::just_created(mapped, o.file, &h, choice, path))
+    }
+
+    /// The open pool `create` returns: run id 1, in use, read-write.
+    fn just_created(
+        mapped: Mapped,
+        file: File,
+        h: &RawHeader,
+        choice: ModeChoice,
+        path: &Path,
+    ) -> RawPool {
+        RawPool {
             mapped,
-            file: o.file,
+            file,
             header: h.info(),
             choice,
             path: path.into(),
@@ -463,7 +474,7 @@ impl RawPool {
             run_id: 1,
             previous: ShutdownState::Clean,
             closed: false,
-        })
+        }
     }
 
     fn create_devdax(
@@ -488,17 +499,7 @@ impl RawPool {
             mapped.mapping().prefault();
         }
         let h = format(&mapped, layout, size, true, opts.lane_geometry())?;
-        Ok(RawPool {
-            mapped,
-            file: o.file,
-            header: h.info(),
-            choice,
-            path: path.into(),
-            read_only: false,
-            run_id: 1,
-            previous: ShutdownState::Clean,
-            closed: false,
-        })
+        Ok(RawPool::just_created(mapped, o.file, &h, choice, path))
     }
 
     /// Opens an existing pool; `layout`, when given, must match.
