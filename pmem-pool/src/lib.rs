@@ -41,6 +41,9 @@ mod pool;
 #[allow(unsafe_code)]
 pub mod sim;
 pub mod sync;
+#[cfg(all(test, feature = "sim"))]
+#[allow(unsafe_code)]
+mod test_sim_buf;
 #[allow(unsafe_code)]
 pub mod ulog;
 

@@ -6,70 +6,22 @@
 //! also see which bytes an append made durable.
 
 use super::*;
-use crate::Mode;
-use crate::persist::Persister;
 
-const POOL: usize = 1 << 20;
+use crate::test_sim_buf::SimBuf;
 
-/// A heap buffer standing in for a mapping, written only through its raw
-/// pointer (as the pool writes the mapping). 8-aligned (`u64` words).
-struct Buf {
-    ptr: *mut u64,
-    words: usize,
-}
+/// A zeroed Sim buffer with log helpers.
+struct SimPool(SimBuf);
 
-impl Buf {
-    fn new(len: usize) -> Self {
-        let b = vec![0u64; len.div_ceil(8)].into_boxed_slice();
-        let words = b.len();
-        Buf {
-            ptr: Box::into_raw(b).cast::<u64>(),
-            words,
-        }
+impl std::ops::Deref for SimPool {
+    type Target = SimBuf;
+    fn deref(&self) -> &SimBuf {
+        &self.0
     }
-}
-
-impl Drop for Buf {
-    fn drop(&mut self) {
-        // SAFETY: ptr/words come from Box::into_raw of a boxed slice of
-        // `words` u64s, and the persister using it was dropped before (it is
-        // declared before the buffer in `SimPool`).
-        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.words)) });
-    }
-}
-
-/// A `Sim` persister over a zeroed 1 MiB buffer.
-struct SimPool {
-    p: Persister,
-    _buf: Buf,
 }
 
 impl SimPool {
     fn new() -> Self {
-        let buf = Buf::new(POOL);
-        // SAFETY: the buffer is live, writable and outlives the persister
-        // (field order: `p` is dropped first).
-        let p = unsafe { Persister::new(buf.ptr.cast::<u8>(), POOL, Mode::Sim) }.unwrap();
-        SimPool { p, _buf: buf }
-    }
-
-    /// A copy of the volatile bytes.
-    fn bytes(&self) -> Vec<u8> {
-        let mut v = vec![0u8; POOL];
-        // SAFETY: the buffer holds POOL bytes; nothing writes it meanwhile.
-        unsafe { std::ptr::copy_nonoverlapping(self.p.base(), v.as_mut_ptr(), POOL) };
-        v
-    }
-
-    /// Plain stores into the buffer (no flush).
-    fn poke(&self, off: usize, data: &[u8]) {
-        assert!(off + data.len() <= POOL);
-        // SAFETY: inside the buffer; no reference into it is alive.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.p.base().add(off), data.len()) };
-    }
-
-    fn peek(&self, off: usize, len: usize) -> Vec<u8> {
-        self.bytes()[off..off + len].to_vec()
+        SimPool(SimBuf::zeroed())
     }
 
     fn scan(&self, area: LogArea, generation: u64) -> ScanResult {
