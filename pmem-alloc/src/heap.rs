@@ -5,9 +5,17 @@
 //!
 //! Lock order (never taken the other way): arena → run blocks → global →
 //! run map. The run map's read lock is never held while taking another.
+//!
+//! Object-range lookups ([`Heap::data_range_ok`], and `locate` behind
+//! [`Heap::alloc_info`] and [`Heap::free_ops`]) take no lock: they read the
+//! [`ChunkMap`], kept up to date under the global lock (see `chunkmap` for
+//! why that is correct). `free_ops` still takes the `Arc<Run>` from the run
+//! map (one read lock, exact key), because a free needs the run's block
+//! state; that is a mutation, and it locks the run's blocks anyway.
 
 use crate::RedoOp;
 use crate::arena::ArenaPicker;
+use crate::chunkmap::{ChunkMap, Owner};
 use crate::class::{Class, class_for, classes};
 use crate::error::{Error, Result};
 use crate::layout::{
@@ -34,6 +42,30 @@ pub struct HeapRegion {
 pub(crate) enum Slot {
     Block { run: Arc<Run>, idx: u32 },
     Huge { first: u32, span: u32 },
+}
+
+/// Where an object lives, as the chunk map says (no `Arc<Run>`: a lookup
+/// that takes no lock).
+#[derive(Clone, Copy, Debug)]
+enum Where {
+    Block {
+        first: u32,
+        class: &'static Class,
+        idx: u32,
+    },
+    Huge {
+        first: u32,
+        span: u32,
+    },
+}
+
+/// Pool offset of the bitmap word of block `i` of the run at `start`, and
+/// its mask (as [`Run::bit`]).
+fn bit_of(start: u64, i: u32) -> (u64, u64) {
+    (
+        start + RUN_HEADER_SIZE + u64::from(i / 64) * 8,
+        1u64 << (i % 64),
+    )
 }
 
 /// A block or span handed out by [`Heap::reserve`], not yet published.
@@ -190,6 +222,8 @@ pub struct Heap {
     arenas: Box<[Mutex<Arena>]>,
     global: Mutex<Global>,
     runs: RwLock<BTreeMap<u32, Arc<Run>>>,
+    /// What every chunk belongs to; written under `global` only.
+    map: ChunkMap,
 }
 
 impl std::fmt::Debug for Heap {
@@ -226,10 +260,12 @@ impl Heap {
             })
             .collect();
         let mut g = Global::default();
+        let cmap = ChunkMap::new(geo.chunk_count);
         for (s, l) in r.free {
             g.insert_free(s, l);
         }
         for (first, span) in r.huge {
+            cmap.set_huge(first, span);
             g.huge.insert(
                 first,
                 Huge {
@@ -249,6 +285,7 @@ impl Heap {
                 blocks: Mutex::new(Blocks::from_bitmap(class.nblocks, &bitmap)),
             });
             arenas[owner].by_class[usize::from(class.index)].push(run.clone());
+            cmap.set_run(first, class);
             map.insert(first, run);
         }
         Heap {
@@ -257,6 +294,7 @@ impl Heap {
             arenas: arenas.into_iter().map(Mutex::new).collect(),
             global: Mutex::new(g),
             runs: RwLock::new(map),
+            map: cmap,
         }
     }
 
@@ -378,6 +416,7 @@ impl Heap {
                 let mut g = sync::lock(&self.global);
                 self.process_retiring(p, &mut g)?;
                 if let Some(first) = g.take(span) {
+                    self.map.set_huge(first, span);
                     g.huge.insert(
                         first,
                         Huge {
@@ -454,7 +493,14 @@ impl Heap {
             owner,
             blocks: Mutex::new(Blocks::new_all_free(c.nblocks)),
         });
-        sync::write(&self.runs).insert(first, run.clone());
+        {
+            // The map entry after the run map's (free_ops finds the run
+            // there), both before any block is handed out. Under the global
+            // lock: every chunk-map write is.
+            let _g = sync::lock(&self.global);
+            sync::write(&self.runs).insert(first, run.clone());
+            self.map.set_run(first, c);
+        }
         Ok(Some(run))
     }
 
@@ -470,6 +516,9 @@ impl Heap {
         }
         p.drain()?;
         let retiring = std::mem::take(&mut g.retiring);
+        for run in &retiring {
+            self.map.clear(run.first, run.chunks());
+        }
         {
             let mut map = sync::write(&self.runs);
             for run in &retiring {
@@ -586,33 +635,43 @@ impl Heap {
             Slot::Huge { first, span } => {
                 let mut g = sync::lock(&self.global);
                 g.huge.remove(&first);
+                self.map.clear(first, span);
                 g.insert_free(first, span);
             }
         }
     }
 
-    /// Where the object whose data starts at `off` lives, if anywhere.
-    /// The run whose span contains chunk `c`, if any.
-    fn run_covering(&self, c: u32) -> Option<Arc<Run>> {
-        sync::read(&self.runs)
-            .range(..=c)
-            .next_back()
-            .filter(|(f, r)| c < **f + r.chunks())
-            .map(|(_, r)| r.clone())
+    /// Where the object whose data starts at `off` lives, if anywhere:
+    /// one chunk-map load, no lock.
+    fn locate(&self, off: u64) -> Option<Where> {
+        let c = self.geo.chunk_of(off.checked_sub(ALLOC_HEADER_SIZE)?)?;
+        match self.map.get(c) {
+            Owner::Run { first, class } => {
+                let data = self.geo.chunk_off(first) + class.data_off + ALLOC_HEADER_SIZE;
+                let rel = off.checked_sub(data)?;
+                if !rel.is_multiple_of(class.block) || rel / class.block >= u64::from(class.nblocks)
+                {
+                    return None;
+                }
+                Some(Where::Block {
+                    first,
+                    class,
+                    idx: (rel / class.block) as u32,
+                })
+            }
+            Owner::Huge { first, span } => (first == c
+                && off == self.geo.chunk_off(first) + ALLOC_HEADER_SIZE)
+                .then_some(Where::Huge { first, span }),
+            Owner::Free => None,
+        }
     }
 
-    fn locate(&self, off: u64) -> Option<Slot> {
-        let c = self.geo.chunk_of(off.checked_sub(ALLOC_HEADER_SIZE)?)?;
-        if let Some(run) = self.run_covering(c) {
-            let idx = run.block_of(off)?;
-            return Some(Slot::Block { run, idx });
-        }
-        let g = sync::lock(&self.global);
-        let h = g.huge.get(&c)?;
-        (off == self.geo.chunk_off(c) + ALLOC_HEADER_SIZE).then_some(Slot::Huge {
-            first: c,
-            span: h.span,
-        })
+    /// The run starting at chunk `first` with `class`, if it is in service.
+    fn run_at(&self, first: u32, class: &'static Class) -> Option<Arc<Run>> {
+        sync::read(&self.runs)
+            .get(&first)
+            .filter(|r| std::ptr::eq(r.class, class))
+            .cloned()
     }
 
     /// The redo ops that free the object at `off` (`AndNot64` of its bit,
@@ -622,7 +681,10 @@ impl Heap {
         let live = Live::new(p);
         let not = Error::NotAllocated { off };
         match self.locate(off).ok_or(Error::NotAllocated { off })? {
-            Slot::Block { run, idx } => {
+            Where::Block { first, class, idx } => {
+                let run = self
+                    .run_at(first, class)
+                    .ok_or(Error::NotAllocated { off })?;
                 let (woff, mask) = run.bit(idx);
                 {
                     let mut b = sync::lock(&run.blocks);
@@ -639,7 +701,7 @@ impl Heap {
                     slot: Slot::Block { run, idx },
                 })
             }
-            Slot::Huge { first, span } => {
+            Where::Huge { first, span } => {
                 let hoff = self.geo.header_off(first);
                 let mut g = sync::lock(&self.global);
                 match g.huge.get_mut(&first) {
@@ -697,25 +759,24 @@ impl Heap {
         let Some(c) = self.geo.chunk_of(off) else {
             return false;
         };
-        if let Some(run) = self.run_covering(c) {
-            let data = run.start + run.class.data_off;
-            let Some(rel) = off.checked_sub(data) else {
-                return false;
-            };
-            let i = rel / run.class.block;
-            if i >= u64::from(run.class.nblocks) {
-                return false;
+        match self.map.get(c) {
+            Owner::Run { first, class } => {
+                let data = self.geo.chunk_off(first) + class.data_off;
+                let Some(rel) = off.checked_sub(data) else {
+                    return false;
+                };
+                let i = rel / class.block;
+                if i >= u64::from(class.nblocks) {
+                    return false;
+                }
+                let block = data + i * class.block;
+                off >= block + ALLOC_HEADER_SIZE && end <= block + class.block
             }
-            let block = data + i * run.class.block;
-            return off >= block + ALLOC_HEADER_SIZE && end <= block + run.class.block;
-        }
-        let g = sync::lock(&self.global);
-        match g.huge.range(..=c).next_back() {
-            Some((&first, h)) if c < first + h.span => {
+            Owner::Huge { first, span } => {
                 let start = self.geo.chunk_off(first);
-                off >= start + ALLOC_HEADER_SIZE && end <= start + u64::from(h.span) * CHUNK_SIZE
+                off >= start + ALLOC_HEADER_SIZE && end <= start + u64::from(span) * CHUNK_SIZE
             }
-            _ => false,
+            Owner::Free => false,
         }
     }
 
@@ -723,14 +784,14 @@ impl Heap {
     pub fn alloc_info(&self, p: &Persister, off: u64) -> Result<AllocInfo> {
         let live = Live::new(p);
         let usable = match self.locate(off).ok_or(Error::NotAllocated { off })? {
-            Slot::Block { run, idx } => {
-                let (woff, mask) = run.bit(idx);
+            Where::Block { first, class, idx } => {
+                let (woff, mask) = bit_of(self.geo.chunk_off(first), idx);
                 if live.read_u64(woff) & mask == 0 {
                     return Err(Error::NotAllocated { off });
                 }
-                run.class.block - ALLOC_HEADER_SIZE
+                class.block - ALLOC_HEADER_SIZE
             }
-            Slot::Huge { first, span } => {
+            Where::Huge { first, span } => {
                 if live.read_u64(self.geo.header_off(first))
                     != (ChunkHeader::Huge { span }).encode()
                 {
@@ -829,3 +890,7 @@ static_assertions::assert_impl_all!(Reservation: Send);
 static_assertions::assert_impl_all!(FreeTicket: Send);
 static_assertions::assert_not_impl_any!(Reservation: Clone);
 static_assertions::assert_not_impl_any!(FreeTicket: Clone);
+
+#[cfg(all(test, not(loom)))]
+#[path = "heap_tests.rs"]
+mod tests;

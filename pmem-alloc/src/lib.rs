@@ -33,6 +33,7 @@
 pub mod arena;
 #[allow(unsafe_code)]
 mod check;
+mod chunkmap;
 pub mod class;
 mod error;
 #[allow(unsafe_code)]

@@ -3,12 +3,12 @@
 //! and the loom model (`tests/loom_arenas.rs`) checks the real code.
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{AtomicUsize, Ordering};
+pub use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(loom)]
 pub use loom::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 #[cfg(not(loom))]
-pub use std::sync::atomic::{AtomicUsize, Ordering};
+pub use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 pub use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
