@@ -365,23 +365,33 @@ impl Pool {
     /// duration of the copy).
     pub fn read_bytes(&self, p: PPtr<u8>, len: u64) -> Result<Vec<u8>> {
         let off = self.check(p.cast(), len, 1)?;
-        let taken: Vec<u32> = stripes(off, len).collect();
-        for (i, &s) in taken.iter().enumerate() {
+        self.lock_shared_range(off, len)?;
+        // SAFETY: checked inside the heap; locked shared, so no writer runs.
+        let v = unsafe {
+            std::slice::from_raw_parts(self.raw.base().add(off as usize), len as usize).to_vec()
+        };
+        self.unlock_shared_range(off, len);
+        Ok(v)
+    }
+
+    /// Locks `off..off+len` shared (without allocating: on a conflict the
+    /// stripes taken so far are found again by walking the same range).
+    fn lock_shared_range(&self, off: u64, len: u64) -> Result<()> {
+        for (i, s) in stripes(off, len).enumerate() {
             if !self.locks.lock_shared(s) {
-                for &t in &taken[..i] {
+                for t in stripes(off, len).take(i) {
                     self.locks.unlock(t, Mode::Shared);
                 }
                 return Err(Error::Conflict { offset: off });
             }
         }
-        // SAFETY: checked inside the heap; locked shared, so no writer runs.
-        let v = unsafe {
-            std::slice::from_raw_parts(self.raw.base().add(off as usize), len as usize).to_vec()
-        };
-        for s in taken {
+        Ok(())
+    }
+
+    fn unlock_shared_range(&self, off: u64, len: u64) {
+        for s in stripes(off, len) {
             self.locks.unlock(s, Mode::Shared);
         }
-        Ok(v)
     }
 
     /// A shared reference to the object at `p`, valid while the guard
@@ -392,16 +402,7 @@ impl Pool {
     pub fn get<T: Persistent>(&self, p: PPtr<T>) -> Result<PRef<'_, T>> {
         let off = self.check_typed(p)?;
         let len = size_of::<T>() as u64;
-        let mut taken = Vec::new();
-        for s in stripes(off, len) {
-            if !self.locks.lock_shared(s) {
-                for t in taken {
-                    self.locks.unlock(t, Mode::Shared);
-                }
-                return Err(Error::Conflict { offset: off });
-            }
-            taken.push(s);
-        }
+        self.lock_shared_range(off, len)?;
         Ok(PRef {
             pool: self,
             // SAFETY: `check_typed` proved the object lies inside the live
@@ -431,9 +432,8 @@ impl<T> std::ops::Deref for PRef<'_, T> {
 
 impl<T> Drop for PRef<'_, T> {
     fn drop(&mut self) {
-        for s in stripes(self.off, size_of::<T>() as u64) {
-            self.pool.locks.unlock(s, Mode::Shared);
-        }
+        self.pool
+            .unlock_shared_range(self.off, size_of::<T>() as u64);
     }
 }
 
