@@ -11,12 +11,17 @@
 //! Errors go to stderr as `pmem: <message>`.
 #![deny(unsafe_code)]
 
+mod heap;
+#[allow(unsafe_code)]
+mod image;
 mod report;
 mod size;
 mod text;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use pmem_pool::{Error, LAYOUT_MAX, MIN_POOL_SIZE, Mode, PoolOptions, RawPool, check};
+use pmem_pool::{
+    Error, HeaderInfo, LAYOUT_MAX, LaneState, MIN_POOL_SIZE, Mode, PoolOptions, RawPool, check,
+};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -72,11 +77,15 @@ enum Cmd {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Also show the heap: objects per type number, used and free
+        /// bytes, per-size-class usage and fragmentation (read-only).
+        #[arg(long)]
+        heap: bool,
     },
-    /// Check a pool's header, backup header and lanes without opening it
-    /// as a pool (exit 0 consistent, 1 inconsistent, 2 could not run).
-    /// Interrupted transactions are notes, not problems: the next
-    /// read-write open recovers them.
+    /// Check a pool's header, backup header, lanes and heap without
+    /// opening it as a pool (exit 0 consistent, 1 inconsistent, 2 could not
+    /// run). Interrupted transactions are notes, not problems: the next
+    /// read-write open recovers them (and may change the heap).
     Check {
         /// The pool file.
         file: PathBuf,
@@ -211,9 +220,37 @@ fn create(file: &Path, layout: &str, size: u64, mode: Option<ModeArg>) -> Result
     Ok(EXIT_OK)
 }
 
-fn info(file: &Path, as_json: bool) -> Result<u8, Failure> {
+/// The heap of the pool at `file` whose validated header is `h`, the file
+/// being `file_size` bytes long.
+fn heap_view(
+    file: &Path,
+    h: &HeaderInfo,
+    file_size: u64,
+    lanes: &[(u32, LaneState)],
+) -> Result<heap::HeapView, Failure> {
+    if file_size < h.size {
+        return Ok(heap::HeapView::NotChecked(format!(
+            "the file is {file_size} bytes, shorter than the pool's {}",
+            h.size
+        )));
+    }
+    let img = image::PoolImage::open(file, h.size).map_err(|m| Failure::new(EXIT_CANNOT_RUN, m))?;
+    Ok(heap::inspect(img.bytes(), h, heap::has_pending(lanes)))
+}
+
+fn info(file: &Path, as_json: bool, with_heap: bool) -> Result<u8, Failure> {
     let pool = RawPool::open(file, None, &PoolOptions::new().read_only(true))?;
     let pending = check::pending_lanes(file, pool.header())?;
+    let heap = if with_heap {
+        Some(heap_view(
+            file,
+            pool.header(),
+            pool.size(),
+            pending.as_deref().unwrap_or(&[]),
+        )?)
+    } else {
+        None
+    };
     let view = report::InfoView {
         path: file,
         header: pool.header(),
@@ -221,6 +258,7 @@ fn info(file: &Path, as_json: bool) -> Result<u8, Failure> {
         shutdown: pool.previous_shutdown(),
         run_id: pool.run_id(),
         pending: pending.as_deref(),
+        heap: heap.as_ref(),
     };
     if as_json {
         print_json(&view.json())?;
@@ -236,11 +274,16 @@ fn run_check(file: &Path) -> Result<check::CheckReport, Failure> {
 }
 
 fn check_cmd(file: &Path, as_json: bool) -> Result<u8, Failure> {
-    let r = run_check(file)?;
+    let mut r = run_check(file)?;
+    let heap = match &r.header {
+        Some(h) => heap_view(file, h, r.file_size, &r.lanes)?,
+        None => heap::HeapView::NotChecked("no valid header locates it".into()),
+    };
+    r.problems.extend(heap::problems(&heap));
     if as_json {
-        print_json(&report::check_json(file, &r))?;
+        print_json(&report::check_json(file, &r, &heap))?;
     } else {
-        print(&report::check_text(file, &r));
+        print(&report::check_text(file, &r, &heap));
     }
     Ok(if r.is_consistent() {
         EXIT_OK
@@ -289,7 +332,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             size,
             mode,
         } => create(&file, &layout, size, mode),
-        Cmd::Info { file, json } => info(&file, json),
+        Cmd::Info { file, json, heap } => info(&file, json, heap),
         Cmd::Check { file, json } => check_cmd(&file, json),
         Cmd::Repair { file } => repair(&file),
     }
@@ -371,6 +414,7 @@ mod tests {
         assert!(parse(&["create", "a", "--size", "8M"]).is_err());
         assert!(parse(&["info"]).is_err());
         assert!(parse(&["check", "a", "--json"]).is_ok());
+        assert!(parse(&["info", "a", "--heap", "--json"]).is_ok());
         assert!(parse(&["repair", "a"]).is_ok());
     }
 

@@ -3,6 +3,7 @@
 //! Rendering is kept apart from the pool calls so it can be tested on
 //! hand-made headers and reports.
 
+use crate::heap::{self, HeapView};
 use crate::size::human_size;
 use crate::text::{rfc3339_utc, uuid};
 use pmem_pool::check::{CheckReport, CopyStatus, lane_sentence};
@@ -26,6 +27,8 @@ pub struct InfoView<'a> {
     /// The lanes holding logs a crash left (`None`: the file is too short
     /// to hold the lanes).
     pub pending: Option<&'a [(u32, LaneState)]>,
+    /// The heap, when asked for (`info --heap`).
+    pub heap: Option<&'a HeapView>,
 }
 
 /// Undo and redo log capacity of each lane, in bytes.
@@ -145,6 +148,9 @@ impl InfoView<'_> {
                 }
             }
         }
+        if let Some(h) = self.heap {
+            heap::text(&mut out, h, true);
+        }
         out
     }
 
@@ -168,6 +174,13 @@ impl InfoView<'_> {
                 "pending_lanes".into(),
                 self.pending.map_or(Value::Null, lanes_json),
             );
+            // `info --heap`: the heap object (offset, size) gains the
+            // check's fields.
+            if let (Some(h), Some(Value::Object(dst))) = (self.heap, m.get_mut("heap"))
+                && let Value::Object(src) = heap::json(h)
+            {
+                dst.extend(src);
+            }
         }
         v
     }
@@ -197,7 +210,7 @@ fn copy_json(s: &CopyStatus) -> Value {
 
 /// `pmem check` text: both copies, the header in force, the problems and a
 /// verdict line.
-pub fn check_text(path: &Path, r: &CheckReport) -> String {
+pub fn check_text(path: &Path, r: &CheckReport, heap: &HeapView) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -222,6 +235,7 @@ pub fn check_text(path: &Path, r: &CheckReport) -> String {
             let _ = writeln!(out, "header:    none valid");
         }
     }
+    heap::text(&mut out, heap, false);
     if !r.notes.is_empty() {
         let _ = writeln!(out, "notes:");
         for n in &r.notes {
@@ -245,9 +259,11 @@ pub fn check_text(path: &Path, r: &CheckReport) -> String {
     out
 }
 
-/// `pmem check --json`: the header copies, `problems`, `lanes` (the
-/// non-idle lanes as [`lane_json`] objects), `notes` and `consistent`.
-pub fn check_json(path: &Path, r: &CheckReport) -> Value {
+/// `pmem check --json`: the header copies, `problems` (heap problems
+/// included, prefixed `heap: `), `lanes` (the non-idle lanes as
+/// [`lane_json`] objects), `heap` ([`heap::json`]), `notes` and
+/// `consistent`.
+pub fn check_json(path: &Path, r: &CheckReport, heap: &HeapView) -> Value {
     json!({
         "path": path.display().to_string(),
         "file_size": r.file_size,
@@ -257,6 +273,7 @@ pub fn check_json(path: &Path, r: &CheckReport) -> Value {
         "header": r.header.as_ref().map(header_json),
         "problems": r.problems,
         "lanes": lanes_json(&r.lanes),
+        "heap": heap::json(heap),
         "notes": r.notes,
         "consistent": r.is_consistent(),
     })
@@ -298,6 +315,7 @@ mod tests {
             mode: &mode,
             shutdown: ShutdownState::Unclean,
             run_id: 7,
+            heap: None,
             pending: Some(&[(
                 3,
                 LaneState::UndoPending {
@@ -340,6 +358,7 @@ mod tests {
             mode: &mode,
             shutdown: ShutdownState::Clean,
             run_id: 1,
+            heap: None,
             pending: Some(&[]),
         }
         .text();
@@ -377,7 +396,7 @@ mod tests {
             ],
             notes: vec!["lane 5: pending".into()],
         };
-        let v = check_json(Path::new("a.pool"), &r);
+        let v = check_json(Path::new("a.pool"), &r, &HeapView::NotFormatted);
         assert_eq!(v["consistent"], false);
         assert_eq!(v["primary"]["status"], "bad_checksum");
         assert_eq!(v["primary"]["stored"], 0xdead_beefu32);
@@ -391,7 +410,7 @@ mod tests {
         assert_eq!(v["lanes"][1]["lane"], 6);
         assert_eq!(v["lanes"][1]["state"], "damaged");
         assert_eq!(v["notes"][0], "lane 5: pending");
-        let t = check_text(Path::new("a.pool"), &r);
+        let t = check_text(Path::new("a.pool"), &r, &HeapView::NotFormatted);
         assert!(t.contains("stored 0xdeadbeef, computed 0x12345678"), "{t}");
         assert!(t.contains("INCONSISTENT (1 problem)"), "{t}");
         assert!(t.contains("notes:\n  - lane 5: pending\n"), "{t}");
@@ -399,6 +418,7 @@ mod tests {
 
     #[test]
     fn check_json_with_no_valid_header() {
+        let none = HeapView::NotChecked("no valid header locates it".into());
         let r = CheckReport {
             primary: CopyStatus::BadMagic,
             backup: CopyStatus::BadField("size 0 is below the minimum".into()),
@@ -409,12 +429,12 @@ mod tests {
             lanes: Vec::new(),
             notes: Vec::new(),
         };
-        let v = check_json(Path::new("x"), &r);
+        let v = check_json(Path::new("x"), &r, &none);
         assert!(v["header"].is_null());
         assert_eq!(v["backup"]["status"], "bad_field");
         assert_eq!(v["backup"]["detail"], "size 0 is below the minimum");
         assert_eq!(v["problems"].as_array().map(Vec::len), Some(2));
         assert_eq!(v["lanes"].as_array().map(Vec::len), Some(0));
-        assert!(check_text(Path::new("x"), &r).contains("header:    none valid"));
+        assert!(check_text(Path::new("x"), &r, &none).contains("header:    none valid"));
     }
 }
