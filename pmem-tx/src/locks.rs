@@ -143,6 +143,11 @@ impl RangeLocks {
         }
     }
 
+    /// One attempt at an exclusive lock from free, never waiting.
+    pub(crate) fn try_lock_exclusive(&self, s: u32, token: u64) -> bool {
+        self.try_exclusive(s, token, false, false)
+    }
+
     pub(crate) fn lock_shared(&self, s: u32) -> bool {
         self.try_shared(s, false) || self.wait(s, |w| self.try_shared(s, w))
     }

@@ -30,6 +30,8 @@ use pmem_alloc::{FreeTicket, RedoOp, Reservation};
 use pmem_pool::lane::bump_generation;
 use pmem_pool::ulog::{CONTINUE_RESERVE, EntryKind, LogArea, LogWriter, entry_size};
 
+/// Fresh blocks tried before `reserve` falls back to waiting for one.
+const FRESH_TRIES: usize = 8;
 /// Snapshots are logged in pieces of at most this many bytes, so no entry
 /// needs an overflow block larger than a few chunks.
 const MAX_PIECE: u64 = 256 * 1024;
@@ -394,7 +396,23 @@ impl<'p> Tx<'p> {
                 return Err(Error::Aborted);
             }
         }
-        let r = heap.reserve(p, size, type_num)?;
+        // A fresh block is nobody's, so locking it must never wait: its
+        // stripes can only be held because they alias bytes another
+        // transaction uses, and waiting for those while holding our own
+        // can deadlock. Set such a block aside (it is given back at the
+        // end) and take another; give up trying after a few.
+        let mut r = heap.reserve(p, size, type_num)?;
+        for _ in 0..FRESH_TRIES {
+            if self.try_lock_fresh(r.off, r.usable.max(1)) {
+                break;
+            }
+            let next = heap.reserve(p, size, type_num)?;
+            self.shared
+                .inner
+                .borrow_mut()
+                .dropped
+                .push(std::mem::replace(&mut r, next));
+        }
         let (off, usable) = (r.off, r.usable);
         // SAFETY: the reservation is ours alone until commit or cancel.
         unsafe { heap.write_header(p, &r) };
@@ -549,6 +567,42 @@ impl<'p> Tx<'p> {
         ));
     }
 
+    /// Takes `off..off+len` exclusively if every stripe not yet held is
+    /// free right now; otherwise takes nothing and returns false.
+    fn try_lock_fresh(&self, off: u64, len: u64) -> bool {
+        let mut inner = self.shared.inner.borrow_mut();
+        self.try_lock_fresh_in(&mut inner, off, len)
+    }
+
+    fn try_lock_fresh_in(&self, inner: &mut Inner, off: u64, len: u64) -> bool {
+        if self.pool.raw.is_read_only() {
+            return false;
+        }
+        self.ensure_lane(inner);
+        let token = u64::from(inner.lane.unwrap_or(0)) + 1;
+        let locks = &self.pool.locks;
+        let mut taken = 0usize;
+        for s in stripes(off, len) {
+            if inner.held.contains_key(&s) {
+                continue;
+            }
+            if !locks.try_lock_exclusive(s, token) {
+                for t in stripes(off, len)
+                    .filter(|t| !inner.held.contains_key(t))
+                    .take(taken)
+                {
+                    locks.unlock(t, Mode::Exclusive);
+                }
+                return false;
+            }
+            taken += 1;
+        }
+        for s in stripes(off, len) {
+            inner.held.entry(s).or_insert(Mode::Exclusive);
+        }
+        true
+    }
+
     fn lock_range(&self, off: u64, len: u64, mode: Mode) -> Result<()> {
         let mut inner = self.shared.inner.borrow_mut();
         self.lock_in(&mut inner, off, len, mode)
@@ -678,14 +732,27 @@ impl<'p> Tx<'p> {
         let heap = self.pool.heap()?;
         let grow = OVERFLOW_MIN << inner.overflow.len().min(6);
         let size = (need + CONTINUE_RESERVE).max(grow);
-        let r = heap.reserve(self.pool.raw.persister(), size as u64, OVERFLOW_TYPE_NUM)?;
+        let p = self.pool.raw.persister();
+        // As in `reserve`: never wait for a fresh block's stripes.
+        let mut r = heap.reserve(p, size as u64, OVERFLOW_TYPE_NUM)?;
+        let mut locked = false;
+        for _ in 0..FRESH_TRIES {
+            if self.try_lock_fresh_in(inner, r.off, r.usable) {
+                locked = true;
+                break;
+            }
+            let next = heap.reserve(p, size as u64, OVERFLOW_TYPE_NUM)?;
+            inner.overflow.push(std::mem::replace(&mut r, next));
+        }
         let area = LogArea {
             off: r.off as usize,
             cap: (r.usable as usize) & !7,
         };
         let (off, usable) = (r.off, r.usable);
         inner.overflow.push(r);
-        self.lock_in(inner, off, usable, Mode::Exclusive)?;
+        if !locked {
+            self.lock_in(inner, off, usable, Mode::Exclusive)?;
+        }
         Ok(area)
     }
 
