@@ -1,19 +1,8 @@
 //! `pmem create` with bad arguments: a clear message, exit 2, no file.
 
-use std::process::{Command, Output};
+mod common;
 
-fn pmem(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmem"))
-        .args(args)
-        .env_remove("PMEM_MODE")
-        .env_remove("PMEM_IS_PMEM_FORCE")
-        .output()
-        .expect("run pmem")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{pmem, stderr};
 
 #[test]
 fn bad_size_suffix_is_exit_2_and_creates_nothing() {

@@ -1,22 +1,11 @@
 //! `pmem check` and `pmem repair` on damaged and missing files.
 
+mod common;
+
+use common::{pmem, text};
 use std::path::Path;
-use std::process::{Command, Output};
 
 const LAYOUT: &str = "cli-corruption-layout-v1";
-
-fn pmem(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmem"))
-        .args(args)
-        .env_remove("PMEM_MODE")
-        .env_remove("PMEM_IS_PMEM_FORCE")
-        .output()
-        .expect("run pmem")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Creates a pool and flips one byte of the layout name in the primary
 /// header (the first 4 KiB), which the header checksum covers.

@@ -1,20 +1,9 @@
 //! `pmem create` then `info` (text and JSON) and `check` on a fresh pool.
 
+mod common;
+
+use common::{pmem, text};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn pmem(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmem"))
-        .args(args)
-        .env_remove("PMEM_MODE")
-        .env_remove("PMEM_IS_PMEM_FORCE")
-        .output()
-        .expect("run pmem")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn create(path: &Path, layout: &str) {
     let out = pmem(&[

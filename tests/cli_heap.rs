@@ -4,6 +4,9 @@
 //! `check` exit 1 naming the heap problem; a pool never opened by pmem-tx
 //! has an unformatted heap, which is not a problem.
 
+mod common;
+
+use common::{pmem, serial, text};
 use pmem_alloc::class::classes;
 use pmem_alloc::layout::{ChunkHeader, Geometry, RUN_HEADER_SIZE};
 use pmem_obj::pool::HeaderInfo;
@@ -11,35 +14,13 @@ use pmem_obj::{Error, PPtr, Pool};
 use serde_json::Value;
 use std::os::unix::fs::FileExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard};
+use std::process::Output;
 
 const LAYOUT: &str = "cli-heap-v1";
 /// Type numbers of the three kinds of objects.
 const SMALL: u64 = 1;
 const MEDIUM: u64 = 2;
 const HUGE: u64 = 3;
-
-/// Serializes the tests: a `pmem` child spawned by one test inherits, until
-/// its exec, the descriptors (and `flock`s) of pools another test opens.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn pmem(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmem"))
-        .args(args)
-        .env_remove("PMEM_MODE")
-        .env_remove("PMEM_IS_PMEM_FORCE")
-        .output()
-        .expect("run pmem")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn json(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))

@@ -9,40 +9,17 @@
 //! without bumping the lane's generation (what a process killed before its
 //! commit point leaves).
 
+mod common;
+
+use common::{pmem, serial, text};
 use pmem_obj::pool::lane::LaneLayout;
 use pmem_obj::pool::ulog::{EntryKind, LogWriter};
 use pmem_obj::pool::{LaneState, PoolOptions, RawPool};
 use pmem_obj::{Error, Pool};
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::{Mutex, MutexGuard};
 
 const LAYOUT: &str = "cli-lanes-v1";
 const OLD: [u64; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
-
-/// Serializes the tests of this file. A `pmem` child spawned by one test
-/// thread holds copies of every descriptor open in this process between
-/// its fork and its exec; if another test opened a pool just then, the
-/// child briefly holds that pool's `flock` and the test's next open fails
-/// with `Locked`.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn pmem(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pmem"))
-        .args(args)
-        .env_remove("PMEM_MODE")
-        .env_remove("PMEM_IS_PMEM_FORCE")
-        .output()
-        .expect("run pmem")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// A pool whose root is `OLD`, closed cleanly. Returns the root's offset.
 fn pool_with_root(path: &Path) -> u64 {
