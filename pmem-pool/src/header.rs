@@ -511,5 +511,8 @@ mod tests {
         let mut h = sample().info();
         h.uuid = [0xab; 16];
         assert_eq!(h.uuid_string(), "abababab-abab-abab-abab-abababababab");
+        // Distinct bytes: groups in stored order.
+        h.uuid = core::array::from_fn(|i| (i as u8) * 0x11);
+        assert_eq!(h.uuid_string(), "00112233-4455-6677-8899-aabbccddeeff");
     }
 }

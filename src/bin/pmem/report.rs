@@ -5,7 +5,7 @@
 
 use crate::heap::{self, HeapView};
 use crate::size::human_size;
-use crate::text::{rfc3339_utc, uuid};
+use crate::text::rfc3339_utc;
 use pmem_pool::check::{CheckReport, CopyStatus, lane_sentence};
 use pmem_pool::{HeaderInfo, LaneLayout, LaneState, ModeChoice, ShutdownState};
 use serde_json::{Value, json};
@@ -68,7 +68,7 @@ pub fn header_json(h: &HeaderInfo) -> Value {
         "incompat": h.incompat,
         "ro_compat": h.ro_compat,
         "layout": h.layout,
-        "uuid": uuid(&h.uuid),
+        "uuid": h.uuid_string(),
         "size": h.size,
         "created": rfc3339_utc(h.created_unix_ns),
         "created_unix_ns": h.created_unix_ns,
@@ -91,7 +91,7 @@ fn header_text(out: &mut String, h: &HeaderInfo) {
         h.version, h.compat, h.incompat, h.ro_compat
     );
     let _ = writeln!(out, "layout:    {}", h.layout);
-    let _ = writeln!(out, "uuid:      {}", uuid(&h.uuid));
+    let _ = writeln!(out, "uuid:      {}", h.uuid_string());
     let _ = writeln!(out, "size:      {} bytes ({})", h.size, human_size(h.size));
     let _ = writeln!(out, "created:   {}", rfc3339_utc(h.created_unix_ns));
     let (undo, redo) = log_capacities(h);

@@ -1,17 +1,5 @@
-//! Rendering of header fields for people: UUIDs and timestamps.
-
-/// `8-4-4-4-12` lower-case hex, bytes in stored order.
-pub fn uuid(b: &[u8; 16]) -> String {
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
+//! Rendering of header fields for people: timestamps (UUIDs are rendered
+//! by `HeaderInfo::uuid_string`).
 
 /// Nanoseconds since the Unix epoch as RFC 3339 UTC, whole seconds
 /// (`2025-11-25T21:04:05Z`).
@@ -46,12 +34,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uuid_groups() {
-        let b: [u8; 16] = core::array::from_fn(|i| (i as u8) * 0x11);
-        assert_eq!(uuid(&b), "00112233-4455-6677-8899-aabbccddeeff");
-    }
 
     #[test]
     fn timestamps() {
