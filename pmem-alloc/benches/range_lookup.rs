@@ -7,8 +7,10 @@
 //! `cargo bench -p pmem-alloc --bench range_lookup` (`RANGE_CALLS=N` to
 //! change the calls per row).
 
-use pmem_alloc::{Heap, HeapRegion, RedoOp};
-use pmem_pool::{Mode, Persister, PoolOptions, RawPool};
+mod common;
+
+use pmem_alloc::{Heap, RedoOp};
+use pmem_pool::Persister;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -42,28 +44,10 @@ fn time(heap: &Heap, off: u64, len: u64, calls: u64, expect: bool) -> f64 {
 }
 
 fn main() {
-    let calls: u64 = std::env::var("RANGE_CALLS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(10_000_000);
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = tempfile::tempdir_in(base).expect("temp dir");
-    let path = dir.path().join("range.pool");
-    let opts = PoolOptions::new().mode(Mode::Eadr).ignore_env(true);
-    let raw = RawPool::create(&path, "bench", 256 << 20, &opts).expect("create");
-    let h = raw.header();
-    let region = HeapRegion {
-        offset: h.heap_offset,
-        size: h.heap_size,
-    };
+    let calls = common::env_u64("RANGE_CALLS", 10_000_000);
+    let (_dir, raw) = common::bench_pool(256 << 20);
     let p = raw.persister();
-    // SAFETY: this pool's persister, used for every call; nothing else
-    // writes the heap.
-    let heap = unsafe { Heap::open(p, region) }.expect("format");
+    let heap = common::open_heap(&raw);
     // A few hundred runs and spans, so the lookups search non-trivial maps.
     let mut keep = Vec::new();
     for i in 0..20_000u64 {

@@ -6,33 +6,17 @@
 //! `cargo bench -p pmem-alloc --bench rebuild` (`REBUILD_OBJECTS=N` to
 //! change the count).
 
-use pmem_alloc::{Heap, HeapRegion, RedoOp};
-use pmem_pool::{Mode, PoolOptions, RawPool};
+mod common;
+
+use pmem_alloc::{Heap, RedoOp};
 use std::time::Instant;
 
 fn main() {
-    let objects: u64 = std::env::var("REBUILD_OBJECTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    let base = if std::path::Path::new("/dev/shm").is_dir() {
-        std::path::PathBuf::from("/dev/shm")
-    } else {
-        std::env::temp_dir()
-    };
-    let dir = tempfile::tempdir_in(base).expect("temp dir");
-    let path = dir.path().join("rebuild.pool");
-    let opts = PoolOptions::new().mode(Mode::Eadr).ignore_env(true);
-    let raw = RawPool::create(&path, "bench", 1 << 30, &opts).expect("create");
-    let h = raw.header();
-    let region = HeapRegion {
-        offset: h.heap_offset,
-        size: h.heap_size,
-    };
+    let objects = common::env_u64("REBUILD_OBJECTS", 1_000_000);
+    let (_dir, raw) = common::bench_pool(1 << 30);
+    let region = common::region(&raw);
     let p = raw.persister();
-    // SAFETY: this pool's persister, used for every call; nothing else
-    // writes the heap.
-    let heap = unsafe { Heap::open(p, region) }.expect("format");
+    let heap = common::open_heap(&raw);
     let t = Instant::now();
     let mut ops: Vec<RedoOp> = Vec::new();
     for i in 0..objects {
