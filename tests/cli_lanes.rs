@@ -156,7 +156,10 @@ fn committed_redo_log_is_a_note_until_open_applies_it() {
 
     let (raw, layout, generation) = raw_open(&path, 0);
     let per = raw.persister();
-    let mut w = LogWriter::new(layout.redo(0), pmem_pool::lane::log_key(0, generation));
+    let mut w = LogWriter::new(
+        layout.redo(0, generation),
+        pmem_pool::lane::log_key(0, generation),
+    );
     // SAFETY: lane 0's redo log is ours alone; the payloads are private.
     unsafe {
         w.append(per, EntryKind::Set64, root, &42u64.to_le_bytes())

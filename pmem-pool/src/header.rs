@@ -20,7 +20,7 @@ pub const LAYOUT_MAX: usize = 1024;
 /// The 8-byte magic at offset 0 of both header copies.
 pub const MAGIC: [u8; 8] = *b"PMOBJ-RS";
 /// The major format version this library writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Compatible features this library knows (unknown ones are ignored, so
 /// nothing reads this: it completes the table of FORMAT.md).
 #[allow(dead_code)]

@@ -5,15 +5,27 @@
 //! | offset | size | what |
 //! | --- | --- | --- |
 //! | 0 | 8 | `generation`: entries of both logs are valid only for it |
-//! | 8 | 56 | reserved, zero |
+//! | 8 | 8 | `verified`: !generation whose commit recovery checked (see [`recover`]) |
+//! | 16 | 48 | reserved, zero |
 //! | 64 | lane_size − 64 − 1024 | undo log |
-//! | lane_size − 1024 | 1024 | redo log |
+//! | lane_size − 1024 | 512 | redo log of even generations |
+//! | lane_size − 512 | 512 | redo log of odd generations |
+//!
+//! A transaction that logged anything ends with a commit record in its redo
+//! log (with no redo entries for one that only changed snapshotted data).
+//! The record carries a checksum of the committed data, so data and record
+//! share one fence; its generation bump is stored and flushed but fenced
+//! only by the next drain of any transaction (FORMAT.md, "Commit
+//! protocol", says why that is safe).
 //!
 //! Recovery of one lane (run at open, before anyone sees the pool):
-//! 1. If the redo log holds a commit record for the current generation, the
-//!    transaction committed: apply the redo entries (idempotent), drain.
+//! 1. If the redo log holds a commit record for the current generation and
+//!    the data matches its checksum (or the lane's undo log was already
+//!    being reused by the next transaction, which starts only after this
+//!    one finished), the transaction committed: re-apply its redo entries
+//!    (idempotent), in commit order across lanes.
 //! 2. Otherwise, if the undo log holds entries, the transaction did not
-//!    commit: copy the snapshots back, newest first, drain.
+//!    commit: copy the snapshots back, newest first.
 //! 3. In both cases, bump the generation and persist it: both logs are now
 //!    empty.
 
@@ -21,12 +33,21 @@ use crate::error::{Error, Result};
 use crate::header::HeaderInfo;
 use crate::layout::STATE_OFFSET;
 use crate::persist::Persister;
-use crate::ulog::{EntryKind, LogArea, ScanResult, scan};
+use crate::ulog::{CommitInfo, Entry, EntryKind, LogArea, ScanResult, scan};
 
 /// Bytes of the lane header.
 pub const LANE_HEADER: usize = 64;
-/// Bytes of each lane's redo log.
+/// Bytes of each lane's redo area: two halves of [`REDO_HALF`] bytes.
 pub const REDO_AREA: usize = 1024;
+/// Bytes of one redo log: generation `g` uses half `g % 2`, so the commit
+/// record of a transaction survives while the next one of the lane writes
+/// its log (its generation may not be durable yet).
+pub const REDO_HALF: usize = REDO_AREA / 2;
+/// Offset in the lane header of `verified`: the bitwise NOT of the
+/// generation whose commit record recovery found backed by its data (see
+/// [`recover`]; NOT, so that a never-written zero matches no real
+/// generation).
+pub const VERIFIED_FIELD: usize = 8;
 
 // The lane table in FORMAT.md: header 64 bytes, the redo log the last
 // 1 KiB, and the smallest lane leaves the undo log 3 KiB.
@@ -76,11 +97,12 @@ impl LaneLayout {
         }
     }
 
-    /// Lane `i`'s redo log.
-    pub fn redo(&self, i: u32) -> LogArea {
+    /// Lane `i`'s redo log at `generation`.
+    pub fn redo(&self, i: u32, generation: u64) -> LogArea {
         LogArea {
-            off: self.generation_off(i) + self.size - REDO_AREA,
-            cap: REDO_AREA,
+            off: self.generation_off(i) + self.size - REDO_AREA
+                + (generation % 2) as usize * REDO_HALF,
+            cap: REDO_HALF,
         }
     }
 
@@ -102,12 +124,15 @@ impl LaneLayout {
 pub enum LaneState {
     /// No pending log.
     Idle,
-    /// A committed redo log not yet applied: recovery applies it.
+    /// A committed transaction whose log is still valid: recovery
+    /// re-applies its redo entries (idempotent; none for a transaction
+    /// that only changed snapshotted data) and keeps its data.
     RedoPending {
         /// Redo entries.
         entries: usize,
     },
-    /// An uncommitted transaction: recovery rolls its undo log back.
+    /// An uncommitted transaction, or one whose commit record reached the
+    /// media without all of its data: recovery rolls its undo log back.
     UndoPending {
         /// Undo entries.
         entries: usize,
@@ -118,9 +143,8 @@ pub enum LaneState {
     Damaged,
 }
 
-/// Reads the generation of lane `i` from the pool's bytes.
-fn generation_in(pool: &[u8], layout: &LaneLayout, i: u32) -> Option<u64> {
-    let off = layout.generation_off(i);
+/// Reads the u64 at `off` of the pool's bytes.
+fn u64_in(pool: &[u8], off: usize) -> Option<u64> {
     let b = pool.get(off..off + 8)?;
     Some(u64::from_le_bytes(b.try_into().ok()?))
 }
@@ -135,35 +159,98 @@ pub fn log_key(lane: u32, generation: u64) -> u64 {
     generation ^ ((u64::from(lane) + 1) << 48)
 }
 
-fn scan_lane(pool: &[u8], layout: &LaneLayout, i: u32) -> (u64, ScanResult, ScanResult) {
-    let generation = generation_in(pool, layout, i).unwrap_or(0);
+/// CRC-32 of the committed data a commit record's `data_crc` covers: the
+/// current bytes of `undo`'s ranges, then of the `Fresh` entries' ranges
+/// in `redo`, each in log order. `None` if a range lies outside `pool`.
+pub fn data_crc(pool: &[u8], undo: &[Entry], redo: &[Entry]) -> Option<u32> {
+    let mut h = crc32fast::Hasher::new();
+    for e in undo {
+        h.update(pool.get(e.target as usize..(e.target as usize).checked_add(e.len as usize)?)?);
+    }
+    for e in redo.iter().filter(|e| e.kind == EntryKind::Fresh) {
+        let len = u64_in(pool, e.payload_off)? as usize;
+        h.update(pool.get(e.target as usize..(e.target as usize).checked_add(len)?)?);
+    }
+    Some(h.finalize())
+}
+
+/// One lane, read and judged.
+struct Analysis {
+    generation: u64,
+    state: LaneState,
+    /// Commit order (committed lanes).
+    seq: u64,
+    /// Whether the verdict rests on a data checksum recovery must record
+    /// (in the lane's `verified` word) before it writes anything.
+    needs_verdict: bool,
+    redo: ScanResult,
+    /// Undo entries to roll back (a prefix of the scanned ones).
+    undo: Vec<Entry>,
+}
+
+fn analyze(pool: &[u8], layout: &LaneLayout, i: u32) -> Analysis {
+    let base = layout.generation_off(i);
+    let generation = u64_in(pool, base).unwrap_or(0);
+    let verified = u64_in(pool, base + VERIFIED_FIELD).unwrap_or(0);
     let ok = |o, l| layout.target_ok(o, l);
     let key = log_key(i, generation);
-    let redo = scan(pool, layout.redo(i), key, ok);
+    let redo = scan(pool, layout.redo(i, generation), key, ok);
     let undo = scan(pool, layout.undo(i), key, ok);
-    (generation, redo, undo)
+    let mut a = Analysis {
+        generation,
+        state: LaneState::Idle,
+        seq: 0,
+        needs_verdict: false,
+        redo,
+        undo: Vec::new(),
+    };
+    if a.redo.bad_target || undo.bad_target {
+        a.state = LaneState::Damaged;
+        return a;
+    }
+    let rollback = |entries: &[Entry]| LaneState::UndoPending {
+        entries: entries.len(),
+        bytes: entries.iter().map(|e| u64::from(e.len)).sum(),
+    };
+    if a.redo.committed {
+        let info = a.redo.commit.unwrap_or_default();
+        a.seq = info.seq;
+        let n = info.n_undo as usize;
+        let checked = info.flags & CommitInfo::DATA_CRC != 0;
+        // Fewer undo entries than the record counts: the next transaction
+        // of this lane is overwriting the undo log, so this one finished.
+        // A recorded verdict: an earlier recovery checked the data.
+        if checked && undo.entries.len() >= n && verified != !generation {
+            let undo_n = &undo.entries[..n];
+            if data_crc(pool, undo_n, &a.redo.entries) != Some(info.data_crc) {
+                // The record reached the media, not all of the data.
+                a.state = rollback(undo_n);
+                a.undo = undo_n.to_vec();
+                return a;
+            }
+            a.needs_verdict = true;
+        }
+        a.state = LaneState::RedoPending {
+            entries: a
+                .redo
+                .entries
+                .iter()
+                .filter(|e| e.kind != EntryKind::Fresh)
+                .count(),
+        };
+    } else if !undo.entries.is_empty() || !a.redo.entries.is_empty() {
+        // An uncommitted transaction. Redo entries without a commit record
+        // are dropped with it: the generation bump makes them stale, so a
+        // later transaction on this lane can never read them as its own.
+        a.state = rollback(&undo.entries);
+        a.undo = undo.entries;
+    }
+    a
 }
 
 /// The state of lane `i` in `pool` (the whole pool's bytes).
 pub fn inspect(pool: &[u8], layout: &LaneLayout, i: u32) -> LaneState {
-    let (_, redo, undo) = scan_lane(pool, layout, i);
-    if redo.committed {
-        LaneState::RedoPending {
-            entries: redo.entries.len(),
-        }
-    } else if redo.bad_target || undo.bad_target {
-        LaneState::Damaged
-    } else if !undo.entries.is_empty() || !redo.entries.is_empty() {
-        // An uncommitted transaction. Redo entries without a commit record
-        // are dropped with it: the generation bump makes them stale, so a
-        // later transaction on this lane can never read them as its own.
-        LaneState::UndoPending {
-            entries: undo.entries.len(),
-            bytes: undo.entries.iter().map(|e| u64::from(e.len)).sum(),
-        }
-    } else {
-        LaneState::Idle
-    }
+    analyze(pool, layout, i).state
 }
 
 /// What recovery did to one lane.
@@ -175,11 +262,11 @@ pub struct Recovered {
     pub was: LaneState,
 }
 
-/// Persists `generation + 1` into lane `i`: the O(1) invalidation of both
-/// of its logs (and the commit point of an undo-only transaction). The
-/// generation wraps from `u64::MAX` to 0 (only a corrupt pool gets there;
-/// it must be recovered, not panic).
-pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) -> Result<()> {
+/// Stores `generation + 1` into lane `i`'s generation word and flushes it,
+/// without a fence: the O(1) invalidation of both of its logs, durable at
+/// the next drain. The generation wraps from `u64::MAX` to 0 (only a
+/// corrupt pool gets there; it must be recovered, not panic).
+pub fn store_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) {
     let off = layout.generation_off(i);
     debug_assert!(off + 8 <= p.len() && off.is_multiple_of(8));
     // SAFETY: the caller holds lane `i` (or is the only user of the pool,
@@ -188,7 +275,14 @@ pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u
     unsafe {
         (p.base().add(off) as *mut u64).write_volatile(generation.wrapping_add(1).to_le());
     }
-    p.persist(off, 8)
+    p.flush(off, 8);
+}
+
+/// [`store_generation`], then a drain: the invalidation is durable when
+/// this returns.
+pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) -> Result<()> {
+    store_generation(p, layout, i, generation);
+    p.drain()
 }
 
 /// Recovers every lane of a pool opened read-write, before anyone else
@@ -196,57 +290,75 @@ pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u
 ///
 /// Every lane is inspected first: if one is [`LaneState::Damaged`], this
 /// fails with [`Error::LaneDamaged`] before writing anything, so a refused
-/// pool is left exactly as it was found.
+/// pool is left exactly as it was found. Then, with one drain after each
+/// step: the verdicts that rest on a data checksum are recorded (replaying
+/// one lane's redo may change bytes another lane's checksum covers, and a
+/// crash during recovery must not change a verdict); uncommitted lanes are
+/// rolled back and committed redo logs re-applied in commit order; the
+/// generations are bumped.
 ///
 /// # Safety
 /// The caller has exclusive access to the whole mapping behind `p` (the
 /// pool was just opened and no reference into it exists).
 pub unsafe fn recover(p: &Persister, layout: &LaneLayout) -> Result<Vec<Recovered>> {
-    // Pass 1: read only. Find the lanes with work and refuse a damaged pool.
-    let mut pending = Vec::new();
+    // Pass 1: read only. Judge every lane and refuse a damaged pool; copy
+    // out what to write.
+    type Op = (EntryKind, usize, Vec<u8>);
+    let mut work: Vec<(u32, Analysis, Vec<Op>)> = Vec::new();
     {
         // SAFETY: exclusive access (caller); nothing writes the mapping
         // while this slice lives (it ends with this block).
         let pool = unsafe { std::slice::from_raw_parts(p.base(), p.len()) };
         for i in 0..layout.count {
-            match inspect(pool, layout, i) {
-                LaneState::Idle => {}
+            let a = analyze(pool, layout, i);
+            let payload = |e: &Entry| pool[e.payload_off..e.payload_off + e.len as usize].to_vec();
+            let ops: Vec<Op> = match a.state {
+                LaneState::Idle => continue,
                 LaneState::Damaged => return Err(Error::LaneDamaged { lane: i }),
-                state => pending.push((i, state)),
-            }
-        }
-    }
-    // Pass 2: for each lane, copy out what to write, then write it.
-    let mut done = Vec::new();
-    for (i, state) in pending {
-        let (generation, ops) = {
-            // SAFETY: exclusive access (caller); the slice ends with this
-            // block, before anything below writes to the mapping.
-            let pool = unsafe { std::slice::from_raw_parts(p.base(), p.len()) };
-            let (generation, redo, undo) = scan_lane(pool, layout, i);
-            let payload = |e: &crate::ulog::Entry| {
-                pool[e.payload_off..e.payload_off + e.len as usize].to_vec()
-            };
-            let ops: Vec<(EntryKind, usize, Vec<u8>)> = match state {
                 // A snapshot has no meaning in a redo log: not applied.
-                LaneState::RedoPending { .. } => redo
+                LaneState::RedoPending { .. } => a
+                    .redo
                     .entries
                     .iter()
-                    .filter(|e| e.kind != EntryKind::Snapshot)
+                    .filter(|e| !matches!(e.kind, EntryKind::Snapshot | EntryKind::Fresh))
                     .map(|e| (e.kind, e.target as usize, payload(e)))
                     .collect(),
                 // Newest first: an older snapshot of the same bytes holds
                 // older content and must land last.
-                _ => undo
-                    .entries
+                LaneState::UndoPending { .. } => a
+                    .undo
                     .iter()
                     .rev()
                     .map(|e| (EntryKind::Snapshot, e.target as usize, payload(e)))
                     .collect(),
             };
-            (generation, ops)
-        };
-        for (kind, t, data) in &ops {
+            work.push((i, a, ops));
+        }
+    }
+    if work.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Pass 2: record checksum verdicts.
+    let mut recorded = false;
+    for (i, a, _) in &work {
+        if a.needs_verdict {
+            let off = layout.generation_off(*i) + VERIFIED_FIELD;
+            // SAFETY: exclusive access; the lane header's `verified` word
+            // is 8-aligned inside the mapping.
+            unsafe { write_u64(p, off, !a.generation) };
+            p.flush(off, 8);
+            recorded = true;
+        }
+    }
+    if recorded {
+        p.drain()?;
+    }
+    // Pass 3: roll back, then re-apply committed redo logs oldest first
+    // (lanes with live logs never touch the same data, except heap words
+    // that later commits change again).
+    work.sort_by_key(|(i, a, _)| (matches!(a.state, LaneState::RedoPending { .. }), a.seq, *i));
+    for (_, _, ops) in &work {
+        for (kind, t, data) in ops {
             let t = *t;
             let word = u64::from_le_bytes(
                 data.get(..8)
@@ -268,18 +380,22 @@ pub unsafe fn recover(p: &Persister, layout: &LaneLayout) -> Result<Vec<Recovere
                     unsafe { p.memcpy_nodrain(t, data) };
                     continue;
                 }
-                EntryKind::Commit | EntryKind::Continue => continue,
+                EntryKind::Commit | EntryKind::Continue | EntryKind::Fresh => continue,
             }
             p.flush(t, 8);
         }
-        p.drain()?;
-        bump_generation(p, layout, i, generation)?;
-        done.push(Recovered {
-            lane: i,
-            was: state,
-        });
     }
-    Ok(done)
+    p.drain()?;
+    // Pass 4: every log recovered is stale.
+    work.sort_by_key(|(i, _, _)| *i);
+    for (i, a, _) in &work {
+        store_generation(p, layout, *i, a.generation);
+    }
+    p.drain()?;
+    Ok(work
+        .into_iter()
+        .map(|(lane, a, _)| Recovered { lane, was: a.state })
+        .collect())
 }
 
 /// # Safety

@@ -73,7 +73,10 @@ impl SimPool {
     }
 
     fn redo(&self, lane: u32) -> LogWriter {
-        LogWriter::new(self.l.redo(lane), log_key(lane, self.generation(lane)))
+        LogWriter::new(
+            self.l.redo(lane, self.generation(lane)),
+            log_key(lane, self.generation(lane)),
+        )
     }
 
     /// Appends a `Snapshot` of the current bytes of `off..off+len`.
@@ -233,7 +236,7 @@ fn pending_redo(lane_size: usize) -> (SimPool, Vec<u8>) {
         (H + 8) as u64,
         &1u64.to_le_bytes(),
     );
-    let big = pattern(6, 300);
+    let big = pattern(6, 100);
     sp.append(&mut r, EntryKind::Copy, (H2 + 3) as u64, &big);
     let small = pattern(7, 13);
     sp.append(&mut r, EntryKind::Copy, (S + 0x100 + 5) as u64, &small);
@@ -406,7 +409,7 @@ fn bad_targets_are_damage_and_recovery_writes_nothing() {
             sp.poke(H, &[9; 16]);
             sp.persist_all();
             let img = sp.bytes();
-            let area = if redo { sp.l.redo(1) } else { sp.l.undo(1) };
+            let area = if redo { sp.l.redo(1, 0) } else { sp.l.undo(1) };
             let s = scan(&img, area, log_key(1, 0), |o, n| sp.l.target_ok(o, n));
             assert!(s.bad_target, "target {target:#x}+{len} accepted");
             assert_eq!(s.entries.len(), 1, "entries before the bad one kept");
@@ -517,7 +520,9 @@ fn crash_during_redo_recovers_to_the_same_state() {
     let (sp, _) = pending_redo(16384);
     let n = crash_during_recovery(sp);
     println!("crash images checked (redo): {n}");
-    assert!(n >= 64);
+    // Two drain points (apply, generation), every subset of their dirty
+    // lines or 16 random ones each.
+    assert!(n >= 32);
 }
 
 #[test]
@@ -568,12 +573,14 @@ fn lane_areas_do_not_overlap() {
         for i in 0..LANES {
             let g = l.generation_off(i);
             let u = l.undo(i);
-            let r = l.redo(i);
+            let (r0, r1) = (l.redo(i, 0), l.redo(i, 1));
             assert_eq!(u.off, g + LANE_HEADER);
-            assert_eq!(u.off + u.cap, r.off);
-            assert_eq!(r.off + r.cap, g + size);
-            assert_eq!(r.cap % 8, 0);
-            assert!(entry_size(8) <= r.cap);
+            assert_eq!(u.off + u.cap, r0.off);
+            assert_eq!(r0.off + r0.cap, r1.off);
+            assert_eq!(r1.off + r1.cap, g + size);
+            assert_eq!(l.redo(i, 7), r1, "odd generations use the second half");
+            assert_eq!(r0.cap % 8, 0);
+            assert!(entry_size(8) <= r0.cap);
         }
         assert_eq!(l.generation_off(LANES), l.heap_offset as usize);
     }

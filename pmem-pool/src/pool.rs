@@ -611,8 +611,17 @@ impl RawPool {
 
     /// Closes the pool cleanly: records a clean shutdown, unlocks, unmaps.
     pub fn close(mut self) -> Result<()> {
+        self.close_in_place()
+    }
+
+    /// [`close`](Self::close) for an owner that cannot give the pool up
+    /// by value (its own `Drop`): marks the pool clean; dropping it later
+    /// does nothing more. On error, dropping it tries once more.
+    pub fn close_in_place(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
         let r = self.mark_clean();
-        // On error Drop tries once more, best effort.
         self.closed = r.is_ok();
         r
     }

@@ -55,8 +55,70 @@ pub enum EntryKind {
     /// The log continues in another area (an overflow block in the heap):
     /// `target` is its pool offset, the 8-byte payload its capacity.
     Continue = 6,
-    /// Redo commit record: `target` holds the number of entries before it.
+    /// Not applied: `target..target + len` (the 8-byte payload) is a fresh
+    /// object the transaction publishes; its bytes are covered by the
+    /// commit record's data checksum.
+    Fresh = 7,
+    /// Commit record: `target` holds the number of entries before it; the
+    /// payload is empty (the data was made durable before it) or a
+    /// [`CommitInfo`].
     Commit = 0x7f,
+}
+
+/// Bytes of an encoded [`CommitInfo`].
+pub const COMMIT_INFO: usize = 24;
+static_assertions::const_assert_eq!(COMMIT_INFO, 24);
+
+/// What a commit record with a payload says (`FORMAT.md`, "Commit
+/// record").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// Commit order among the pool's lanes: recovery re-applies committed
+    /// redo logs in increasing `seq`.
+    pub seq: u64,
+    /// Undo entries the transaction wrote (same generation, in the undo
+    /// log of the same lane).
+    pub n_undo: u32,
+    /// CRC-32 of the committed data: the current bytes of every undo
+    /// entry's range, in log order, then of every `Fresh` range, in log
+    /// order. Valid only with [`CommitInfo::DATA_CRC`].
+    pub data_crc: u32,
+    /// Flag bits.
+    pub flags: u32,
+}
+
+impl CommitInfo {
+    /// `data_crc` is set: the data was flushed together with the record
+    /// (one fence), and the record counts only if the data matches it.
+    pub const DATA_CRC: u32 = 1;
+
+    /// The 24-byte payload.
+    pub fn encode(&self) -> [u8; COMMIT_INFO] {
+        let mut b = [0u8; COMMIT_INFO];
+        b[..8].copy_from_slice(&self.seq.to_le_bytes());
+        b[8..12].copy_from_slice(&self.n_undo.to_le_bytes());
+        b[12..16].copy_from_slice(&self.data_crc.to_le_bytes());
+        b[16..20].copy_from_slice(&self.flags.to_le_bytes());
+        b
+    }
+
+    /// Decodes a payload (`None` unless it is exactly [`COMMIT_INFO`] bytes
+    /// with the reserved bytes zero and no unknown flag).
+    pub fn decode(b: &[u8]) -> Option<CommitInfo> {
+        if b.len() != COMMIT_INFO || b[20..24] != [0; 4] {
+            return None;
+        }
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&b[..8]);
+        let info = CommitInfo {
+            seq: u64::from_le_bytes(seq),
+            n_undo: u32_at(8),
+            data_crc: u32_at(12),
+            flags: u32_at(16),
+        };
+        (info.flags & !Self::DATA_CRC == 0).then_some(info)
+    }
 }
 
 impl EntryKind {
@@ -68,6 +130,7 @@ impl EntryKind {
             4 => EntryKind::AndNot64,
             5 => EntryKind::Copy,
             6 => EntryKind::Continue,
+            7 => EntryKind::Fresh,
             0x7f => EntryKind::Commit,
             _ => return None,
         })
@@ -249,7 +312,8 @@ impl LogWriter {
         }
     }
 
-    /// Appends the redo commit record (the number of entries before it).
+    /// Appends a commit record without payload (the number of entries
+    /// before it): the caller made the data durable before it.
     ///
     /// # Safety
     /// As for [`append`](Self::append).
@@ -257,6 +321,16 @@ impl LogWriter {
         let n = self.count;
         // SAFETY: forwarded from the caller.
         unsafe { self.append(p, EntryKind::Commit, n, &[]) }.map(|_| ())
+    }
+
+    /// Appends a commit record carrying `info`.
+    ///
+    /// # Safety
+    /// As for [`append`](Self::append).
+    pub unsafe fn append_commit_info(&mut self, p: &Persister, info: &CommitInfo) -> Result<()> {
+        let n = self.count;
+        // SAFETY: forwarded from the caller.
+        unsafe { self.append(p, EntryKind::Commit, n, &info.encode()) }.map(|_| ())
     }
 }
 
@@ -300,8 +374,8 @@ pub fn scan(
             EntryKind::Set64 | EntryKind::Or64 | EntryKind::AndNot64 => {
                 len == 8 && target.is_multiple_of(8)
             }
-            EntryKind::Commit => len == 0,
-            EntryKind::Continue => len == 8,
+            EntryKind::Commit => len == 0 || CommitInfo::decode(payload).is_some(),
+            EntryKind::Continue | EntryKind::Fresh => len == 8,
             // An empty snapshot or copy is a no-op `append` accepts; it is
             // not damage (refusing it would make recovery refuse the pool).
             EntryKind::Snapshot | EntryKind::Copy => true,
@@ -334,12 +408,18 @@ pub fn scan(
                 }
             }
         }
-        if !shape_ok || (kind != EntryKind::Commit && !target_ok(target, u64::from(len))) {
+        // A `Fresh` entry's range is its payload, not the payload's bytes.
+        let range = match kind {
+            EntryKind::Fresh => u64::from_le_bytes(payload.try_into().unwrap_or_default()),
+            _ => u64::from(len),
+        };
+        if !shape_ok || (kind != EntryKind::Commit && !target_ok(target, range)) {
             out.bad_target = true;
             break;
         }
         if kind == EntryKind::Commit {
             out.committed = target == out.entries.len() as u64;
+            out.commit = CommitInfo::decode(payload);
             break;
         }
         out.entries.push(Entry {
@@ -360,6 +440,8 @@ pub struct ScanResult {
     pub entries: Vec<Entry>,
     /// Whether a commit record closes them (redo logs).
     pub committed: bool,
+    /// The commit record's payload, if it has one.
+    pub commit: Option<CommitInfo>,
     /// Whether the scan stopped at a checksum-valid entry aiming outside the
     /// ranges a log may touch (a damaged or foreign pool).
     pub bad_target: bool,

@@ -110,8 +110,8 @@ fn unknown_incompat_bit_is_unsupported_version() {
         matches!(
             e,
             Error::UnsupportedVersion {
-                found: 1,
-                supported: 1,
+                found: 2,
+                supported: 2,
                 unknown_incompat: 32,
                 ..
             }
@@ -127,13 +127,13 @@ fn unknown_incompat_bit_is_unsupported_version() {
 fn newer_major_version_is_unsupported_version() {
     let dir = tempdir();
     let p = new_pool(dir.path());
-    patch_both(&p, OFF_VERSION, &2u32.to_le_bytes());
+    patch_both(&p, OFF_VERSION, &3u32.to_le_bytes());
     let e = open_err(&p);
     assert!(
         matches!(
             e,
             Error::UnsupportedVersion {
-                found: 2,
+                found: 3,
                 unknown_incompat: 0,
                 ..
             }

@@ -10,9 +10,9 @@
 //! - A byte of the heap changes inside a transaction only after its old
 //!   content is durable in the transaction's undo log (or it was declared
 //!   fresh), and only while the transaction holds its stripe exclusively.
-//! - A transaction's changes are durable before its commit point (the
-//!   persisted generation bump of its lane); the transaction returns only
-//!   after it.
+//! - A transaction's changes are durable together with its commit point
+//!   (a commit record that checksums them, or follows them by a fence);
+//!   the transaction returns only after it.
 //! - Safe code sees pool memory only through guards (`PRef`, `TxRef`,
 //!   `TxMut`) whose bytes are locked, so a `&T` never coexists with a
 //!   `&mut T` to the same bytes and threads never race on them.
@@ -25,6 +25,7 @@
 #![deny(unsafe_code)]
 
 mod error;
+mod invalidate;
 mod locks;
 #[allow(unsafe_code)]
 mod plock;

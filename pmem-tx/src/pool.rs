@@ -2,6 +2,7 @@
 //! and the typed entry points (root object, reads, transactions).
 
 use crate::error::{Error, Result};
+use crate::invalidate::Invalidation;
 use crate::locks::{Mode, RangeLocks, stripes};
 use crate::ptr::{PPtr, Persistent};
 use pmem_alloc::{AllocInfo, Heap, HeapRegion};
@@ -65,6 +66,12 @@ pub struct Pool {
     pub(crate) instance: u64,
     recovered: Vec<Recovered>,
     root_lock: Mutex<()>,
+    /// Generation bumps stored but not yet fenced (`invalidate.rs`).
+    pub(crate) inval: Invalidation,
+    /// Commit order: the next commit record's `seq` (recovery re-applies
+    /// committed redo logs in this order; every log is stale after it, so
+    /// the count restarts at each open).
+    pub(crate) seq: AtomicU64,
 }
 
 impl Pool {
@@ -144,6 +151,8 @@ impl Pool {
             recovered,
             heap,
             root_lock: Mutex::new(()),
+            inval: Invalidation::new(layout.count),
+            seq: AtomicU64::new(1),
             raw,
         })
     }
@@ -187,9 +196,23 @@ impl Pool {
         self.lanes.in_use()
     }
 
-    /// Closes the pool cleanly.
-    pub fn close(self) -> Result<()> {
-        Ok(self.raw.close()?)
+    /// Closes the pool cleanly: every transaction's log invalidation is
+    /// made durable, then the pool is marked clean. Dropping the pool does
+    /// the same, ignoring errors.
+    pub fn close(mut self) -> Result<()> {
+        self.settle()?;
+        Ok(self.raw.close_in_place()?)
+    }
+
+    /// Makes every stored generation bump durable and gives deferred
+    /// frees back to the heap.
+    pub(crate) fn settle(&self) -> Result<()> {
+        if self.raw.is_read_only() {
+            return Ok(());
+        }
+        Ok(self
+            .inval
+            .settle_all(self.raw.persister(), &self.layout, self.heap.as_ref())?)
     }
 
     /// The offset of `p` if it is a non-null pointer of this pool.
@@ -305,6 +328,25 @@ impl Pool {
             tx.redo_store_u64(dest_off + 8, 0)?;
             Ok(())
         })
+    }
+
+    /// Reserves a heap block; when the heap is full but blocks freed by
+    /// committed transactions are waiting for their invalidation to be
+    /// durable, makes it durable, takes them back and tries once more.
+    pub(crate) fn reserve_block(
+        &self,
+        size: u64,
+        type_num: u64,
+    ) -> Result<pmem_alloc::Reservation> {
+        let heap = self.heap()?;
+        let p = self.raw.persister();
+        match heap.reserve(p, size, type_num) {
+            Err(pmem_alloc::Error::OutOfSpace { .. }) if self.inval.has_deferred() => {
+                self.settle()?;
+                Ok(heap.reserve(p, size, type_num)?)
+            }
+            r => Ok(r?),
+        }
     }
 
     /// The heap, or `ReadOnly` on a read-only pool.
@@ -434,6 +476,14 @@ impl<T> Drop for PRef<'_, T> {
     fn drop(&mut self) {
         self.pool
             .unlock_shared_range(self.off, size_of::<T>() as u64);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Best effort: without it the next open re-applies the last
+        // committed logs (idempotent), which is correct but not clean.
+        let _ = self.settle();
     }
 }
 

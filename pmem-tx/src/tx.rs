@@ -1,24 +1,31 @@
 //! Transactions: undo logging, commit, rollback, nesting.
 //!
 //! Protocol of a transaction on lane `L` at generation `G` (FORMAT.md,
-//! "Transactions", numbers the persist points):
+//! "Commit protocol", numbers the persist points and argues each):
 //! 1. Before the first byte of a range changes, its old content is appended
 //!    to `L`'s undo log (entries valid for `G`) and drained: fence 1 per
 //!    snapshot batch. A range already covered is not copied again.
-//! 2. The caller changes the bytes with plain stores.
-//! 3. Commit: every written range is flushed once (whole lines, merged),
-//!    drained (fence 2), then `G + 1` is stored into `L`'s generation word
-//!    and persisted (fence 3). That 8-byte store is the commit point: before
-//!    it recovery rolls the undo log back, after it the log is stale.
-//! 4. Abort: the snapshots are copied back newest first, drained, and the
-//!    generation bumped the same way.
+//! 2. The caller changes the bytes with plain stores; fresh blocks are
+//!    written without snapshot.
+//! 3. Commit: every written range is flushed once (whole lines, merged);
+//!    the redo entries (heap changes, `Fresh` ranges) and a commit record
+//!    carrying a CRC of the committed data (each snapshotted range's new
+//!    bytes, each fresh block) are appended to `L`'s redo log, and one drain
+//!    (fence 2) makes data and record durable together: the commit point.
+//!    Recovery keeps the transaction only if the data matches the record.
+//! 4. Heap changes are applied and drained (fence 3, only when the
+//!    transaction allocated or freed).
+//! 5. `G + 1` is stored into `L`'s generation word and flushed, not
+//!    fenced: the next drain of any transaction on the pool makes it
+//!    durable before any later change can reach the media
+//!    (`invalidate.rs`).
 //!
-//! A transaction that allocates or frees also writes a redo log at commit
-//! (FORMAT.md, "Transactions with allocation"): the data and the redo
-//! entries are drained (F2), then the commit record (F3, the commit point:
-//! it must not become durable before the data it publishes), the entries
-//! are applied to the heap metadata and drained (F4), then the generation
-//! is bumped (F5).
+//! Large commits (more than [`CRC_LIMIT`] bytes to checksum), writes
+//! without snapshot to old bytes, and logs that overflowed into heap blocks
+//! take the strict path instead: the data is drained before the commit
+//! record (one more fence), and overflow blocks wait for a fenced bump.
+//! Abort copies the snapshots back newest first, drains, and persists the
+//! bump.
 //!
 //! A transaction that only reads takes no lane and costs no fence.
 
@@ -26,10 +33,14 @@ use crate::error::{Error, Result};
 use crate::locks::{Held, Mode, stripes};
 use crate::pool::Pool;
 use crate::ptr::{PPtr, Persistent};
+use pmem_alloc::layout::ALLOC_HEADER_SIZE;
 use pmem_alloc::{FreeTicket, RedoOp, Reservation};
-use pmem_pool::lane::bump_generation;
-use pmem_pool::ulog::{CONTINUE_RESERVE, EntryKind, LogArea, LogWriter, entry_size};
+use pmem_pool::lane::{bump_generation, store_generation};
+use pmem_pool::ulog::{CONTINUE_RESERVE, CommitInfo, EntryKind, LogArea, LogWriter, entry_size};
 
+/// Most bytes a commit checksums to save the fence between data and
+/// commit record; above it the strict path costs less than the CRC.
+pub const CRC_LIMIT: u64 = 2048;
 /// Fresh blocks tried before `reserve` falls back to waiting for one.
 const FRESH_TRIES: usize = 8;
 /// Snapshots are logged in pieces of at most this many bytes, so no entry
@@ -105,6 +116,15 @@ struct Inner {
     redo: Vec<RedoOp>,
     /// Whether redo entries were written at the current generation.
     redo_written: bool,
+    /// Fresh blocks' ranges (allocation header included) the commit
+    /// checksums.
+    fresh: Vec<(u64, u64)>,
+    /// Whether the caller wrote old bytes without snapshot (`NO_SNAPSHOT`):
+    /// the commit then takes the strict path.
+    unsnapped: bool,
+    /// Whether this transaction drained since it took its lane (its lane's
+    /// previous bump is then durable).
+    settled: bool,
     /// Heap blocks the logs continue in: never published, given back once
     /// the generation bump has made their entries stale.
     overflow: Vec<Reservation>,
@@ -401,12 +421,12 @@ impl<'p> Tx<'p> {
         // transaction uses, and waiting for those while holding our own
         // can deadlock. Set such a block aside (it is given back at the
         // end) and take another; give up trying after a few.
-        let mut r = heap.reserve(p, size, type_num)?;
+        let mut r = self.pool.reserve_block(size, type_num)?;
         for _ in 0..FRESH_TRIES {
             if self.try_lock_fresh(r.off, r.usable.max(1)) {
                 break;
             }
-            let next = heap.reserve(p, size, type_num)?;
+            let next = self.pool.reserve_block(size, type_num)?;
             self.shared
                 .inner
                 .borrow_mut()
@@ -416,8 +436,16 @@ impl<'p> Tx<'p> {
         let (off, usable) = (r.off, r.usable);
         // SAFETY: the reservation is ours alone until commit or cancel.
         unsafe { heap.write_header(p, &r) };
-        self.shared.inner.borrow_mut().reserved.push(r);
-        self.add(off, usable.max(1), Flags::NO_SNAPSHOT)?;
+        {
+            let mut inner = self.shared.inner.borrow_mut();
+            inner.reserved.push(r);
+            // Fresh: nothing to snapshot, flushed and checksummed at
+            // commit with its allocation header.
+            let (a, b) = (off, off + usable.max(1));
+            insert_range(&mut inner.covered, a, b);
+            inner.dirty.push((a - ALLOC_HEADER_SIZE, b));
+            inner.fresh.push((a - ALLOC_HEADER_SIZE, b));
+        }
         if zero {
             // SAFETY: a block reserved by this transaction, locked
             // exclusively by it, that no reference can point to yet.
@@ -686,10 +714,18 @@ impl<'p> Tx<'p> {
             }
             inner.undo = Some(undo);
             if appended {
-                p.drain()?;
+                self.drain(inner)?;
             }
             result?;
         } else {
+            // Old bytes changed without snapshot: a finished transaction's
+            // commit record may still checksum them, so its invalidation
+            // must be durable before they change (and this commit cannot
+            // checksum them: it takes the strict path).
+            inner.unsnapped = true;
+            if self.pool.inval.any() {
+                self.drain(inner)?;
+            }
             insert_range(&mut inner.covered, off, end);
         }
         if !flags.no_flush {
@@ -729,19 +765,17 @@ impl<'p> Tx<'p> {
     /// Reserves (never publishes) a heap block for the log to continue in:
     /// at least `need` bytes, growing with the number already taken.
     fn overflow_area(&self, inner: &mut Inner, need: usize) -> Result<LogArea> {
-        let heap = self.pool.heap()?;
         let grow = OVERFLOW_MIN << inner.overflow.len().min(6);
         let size = (need + CONTINUE_RESERVE).max(grow);
-        let p = self.pool.raw.persister();
         // As in `reserve`: never wait for a fresh block's stripes.
-        let mut r = heap.reserve(p, size as u64, OVERFLOW_TYPE_NUM)?;
+        let mut r = self.pool.reserve_block(size as u64, OVERFLOW_TYPE_NUM)?;
         let mut locked = false;
         for _ in 0..FRESH_TRIES {
             if self.try_lock_fresh_in(inner, r.off, r.usable) {
                 locked = true;
                 break;
             }
-            let next = heap.reserve(p, size as u64, OVERFLOW_TYPE_NUM)?;
+            let next = self.pool.reserve_block(size as u64, OVERFLOW_TYPE_NUM)?;
             inner.overflow.push(std::mem::replace(&mut r, next));
         }
         let area = LogArea {
@@ -788,6 +822,20 @@ impl<'p> Tx<'p> {
         r
     }
 
+    /// Drains, first flushing every lane's unfenced generation bump
+    /// (`invalidate.rs`); the first drain after taking the lane settles
+    /// the lane's own previous bump.
+    fn drain(&self, inner: &mut Inner) -> Result<()> {
+        let p = self.pool.raw.persister();
+        self.pool.inval.flush_pending(p, &self.pool.layout);
+        p.drain()?;
+        if let (Some(lane), false) = (inner.lane, inner.settled) {
+            inner.settled = true;
+            self.pool.inval.settled(lane, self.pool.heap.as_ref());
+        }
+        Ok(())
+    }
+
     fn commit_durably(&self, inner: &mut Inner) -> Result<()> {
         let p = self.pool.raw.persister();
         if let Some(heap) = self.pool.heap.as_ref() {
@@ -795,70 +843,147 @@ impl<'p> Tx<'p> {
                 heap.publish_ops(r, &mut inner.redo);
             }
         }
-        let allocating = !inner.redo.is_empty();
-        let mut redo_log = None;
-        if allocating {
-            self.ensure_lane(inner);
-            let lane = inner.lane.ok_or(Error::Aborted)?;
-            let mut w = LogWriter::new(
-                self.pool.layout.redo(lane),
-                pmem_pool::lane::log_key(lane, inner.generation),
-            );
-            inner.redo_written = true;
-            let ops = std::mem::take(&mut inner.redo);
+        let heap_ops = !inner.redo.is_empty();
+        if inner.entries.is_empty() && !heap_ops {
+            // Nothing logged: at most bytes written without snapshot.
+            if !inner.dirty.is_empty() {
+                for (a, b) in merged_lines(&mut inner.dirty) {
+                    p.flush(a as usize, (b - a) as usize);
+                }
+                self.drain(inner)?;
+            }
+            self.finish_heap(inner, None);
+            return Ok(());
+        }
+        self.ensure_lane(inner);
+        let lane = inner.lane.ok_or(Error::Aborted)?;
+        let covered: u64 = inner.entries.iter().map(|e| u64::from(e.len)).sum::<u64>()
+            + inner.fresh.iter().map(|(a, b)| b - a).sum::<u64>();
+        let mut strict = inner.unsnapped || covered > CRC_LIMIT || !inner.overflow.is_empty();
+        let mut w = LogWriter::new(
+            self.pool.layout.redo(lane, inner.generation),
+            pmem_pool::lane::log_key(lane, inner.generation),
+        );
+        inner.redo_written = true;
+        let ops = std::mem::take(&mut inner.redo);
+        let fresh = std::mem::take(&mut inner.fresh);
+        let logged = (|| -> Result<()> {
+            if !strict {
+                for &(a, b) in &fresh {
+                    self.append_entry(inner, &mut w, EntryKind::Fresh, a, &(b - a).to_le_bytes())?;
+                }
+            }
             for op in &ops {
                 let (kind, off, v) = match *op {
                     RedoOp::Set64 { off, val } => (EntryKind::Set64, off, val),
                     RedoOp::Or64 { off, mask } => (EntryKind::Or64, off, mask),
                     RedoOp::AndNot64 { off, mask } => (EntryKind::AndNot64, off, mask),
                 };
-                if let Err(e) = self.append_entry(inner, &mut w, kind, off, &v.to_le_bytes()) {
-                    inner.redo = ops;
-                    return Err(e);
+                self.append_entry(inner, &mut w, kind, off, &v.to_le_bytes())?;
+            }
+            Ok(())
+        })();
+        inner.redo = ops;
+        inner.fresh = fresh;
+        logged?;
+        for (a, b) in merged_lines(&mut inner.dirty) {
+            p.flush(a as usize, (b - a) as usize);
+        }
+        // A redo log that overflowed into heap blocks is strict too (its
+        // blocks must not be reused before the bump is durable).
+        strict |= !inner.overflow.is_empty();
+        let mut info = CommitInfo {
+            seq: self
+                .pool
+                .seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            n_undo: u32::try_from(inner.entries.len()).unwrap_or(u32::MAX),
+            data_crc: 0,
+            flags: 0,
+        };
+        if strict {
+            // The data first, then the record that commits it.
+            self.drain(inner)?;
+        } else {
+            info.flags = CommitInfo::DATA_CRC;
+            info.data_crc = self.data_crc(inner);
+        }
+        // SAFETY: as in `append_entry` (this transaction holds the lane).
+        match unsafe { w.append_commit_info(p, &info) } {
+            Ok(()) => {}
+            Err(pmem_pool::Error::LogFull { .. }) => {
+                // Continue the log to fit the record, then commit it.
+                let area = self.overflow_area(inner, entry_size(pmem_pool::ulog::COMMIT_INFO))?;
+                // SAFETY: as above; `area` was just reserved and locked.
+                unsafe {
+                    w.chain(p, area)?;
+                    w.append_commit_info(p, &info)?;
                 }
             }
-            inner.redo = ops;
-            redo_log = Some(w);
+            Err(e) => return Err(e.into()),
         }
-        if !inner.dirty.is_empty() || allocating {
-            for (a, b) in merged_lines(&mut inner.dirty) {
-                p.flush(a as usize, (b - a) as usize);
-            }
-            // F2: the data (and the redo entries) are durable.
-            p.drain()?;
-        }
-        if let Some(mut w) = redo_log {
-            // F3, the commit point of a transaction that allocates: the
-            // commit record must not become durable before the data it
-            // publishes, so it gets a fence of its own.
-            let n = w.count();
-            self.append_entry(inner, &mut w, EntryKind::Commit, n, &[])?;
-            p.drain()?;
+        // The commit point.
+        self.drain(inner)?;
+        if heap_ops {
             for op in &inner.redo {
                 apply(p, *op);
             }
-            // F4: the heap metadata is updated.
+            // The heap metadata is updated (before the bump below can
+            // become durable).
+            self.drain(inner)?;
+        }
+        store_generation(p, &self.pool.layout, lane, inner.generation);
+        if inner.overflow.is_empty() {
+            self.pool.inval.mark(lane);
+        } else {
+            // Overflow blocks go back to the heap now: the bump first.
             p.drain()?;
         }
-        if let (Some(lane), true) = (inner.lane, !inner.entries.is_empty() || inner.redo_written) {
-            // The commit point of an undo-only transaction; for one that
-            // allocated, the end of its redo log.
-            bump_generation(p, &self.pool.layout, lane, inner.generation)?;
-            inner.entries.clear();
-            inner.redo_written = false;
-        }
+        inner.entries.clear();
+        inner.redo_written = false;
         self.return_overflow(inner);
+        self.finish_heap(inner, Some(lane));
+        Ok(())
+    }
+
+    /// CRC-32 of the committed data, as recovery computes it
+    /// (`pmem_pool::lane::data_crc`): each undo entry's range, then each
+    /// fresh range, in log order.
+    fn data_crc(&self, inner: &Inner) -> u32 {
+        let base = self.pool.raw.base();
+        let mut h = crc32fast::Hasher::new();
+        let ranges = inner
+            .entries
+            .iter()
+            .map(|e| (e.target, e.target + u64::from(e.len)))
+            .chain(inner.fresh.iter().copied());
+        for (a, b) in ranges {
+            // SAFETY: every range lies in the heap or state block, locked
+            // exclusively by this transaction, with no guard alive (the
+            // closure returned): nothing writes it while it is read.
+            h.update(unsafe { std::slice::from_raw_parts(base.add(a as usize), (b - a) as usize) });
+        }
+        h.finalize()
+    }
+
+    /// Hands the heap what the commit published, freed and dropped. Frees
+    /// wait for `lane`'s bump to be durable unless it already is.
+    fn finish_heap(&self, inner: &mut Inner, lane: Option<u32>) {
         if let Some(heap) = self.pool.heap.as_ref() {
-            heap.after_commit(
-                std::mem::take(&mut inner.reserved),
-                std::mem::take(&mut inner.freed),
-            );
+            let freed = std::mem::take(&mut inner.freed);
+            heap.after_commit(std::mem::take(&mut inner.reserved), Vec::new());
+            match lane {
+                Some(l) if inner.overflow.is_empty() && !freed.is_empty() => {
+                    self.pool.inval.defer(l, freed)
+                }
+                _ => heap.after_commit(Vec::new(), freed),
+            }
             for r in inner.dropped.drain(..) {
                 heap.cancel(r);
             }
         }
         inner.redo.clear();
-        Ok(())
+        inner.fresh.clear();
     }
 
     fn finish_abort(&mut self) -> Result<()> {
@@ -897,6 +1022,9 @@ impl<'p> Tx<'p> {
                 }
                 p.drain()?;
                 bump_generation(p, &self.pool.layout, lane, inner.generation)?;
+                // The lane's word is durable: so is its previous bump.
+                inner.settled = true;
+                self.pool.inval.settled(lane, self.pool.heap.as_ref());
             }
             Ok(())
         })();
@@ -910,6 +1038,8 @@ impl<'p> Tx<'p> {
         inner.entries.clear();
         inner.redo_written = false;
         inner.redo.clear();
+        inner.fresh.clear();
+        inner.unsnapped = false;
         if let Some(heap) = self.pool.heap.as_ref() {
             for r in inner.reserved.drain(..).chain(inner.dropped.drain(..)) {
                 heap.cancel(r);

@@ -70,5 +70,6 @@ fn atomic_alloc_and_free_survive_every_crash() {
     println!(
         "crash_atomic_alloc: {steps} operations, {points} drain points, {images} crash images recovered and checked"
     );
-    assert!(points >= 3 * steps);
+    // Two drains per operation: commit record with data, heap apply.
+    assert!(points >= 2 * steps);
 }

@@ -66,15 +66,18 @@ fn fences_per_transaction() {
     println!("  one slot, aborted          {aborted:?}");
     assert_eq!(empty, (0, 0));
     assert_eq!(read_only, (0, 0));
-    // snapshot, data, commit point; lines: entry header+payload (2), the
-    // slot (1 or 2), the generation word (1).
-    assert_eq!(one_slot, (3, 3 + data_lines));
+    // Snapshot; data with the checksummed commit record (the commit
+    // point). Lines: the entry's header and payload (2), the lane's
+    // previous generation bump (1, fenced with the snapshot), the slot (1
+    // or 2), the commit record (1), this transaction's own bump (1, fenced
+    // by the next drain).
+    assert_eq!(one_slot, (2, 5 + data_lines));
     assert_eq!(
         same_slot_twice,
-        (3, 3 + data_lines),
+        (2, 5 + data_lines),
         "a covered range is not copied again"
     );
-    assert_eq!(two_slots.0, 4, "one snapshot fence per snapshot call");
+    assert_eq!(two_slots.0, 3, "one snapshot fence per snapshot call");
     // snapshot, rollback drain, generation bump.
     assert_eq!(aborted.0, 3);
     assert_eq!(p.read(slot).unwrap(), [4; 8]);
@@ -117,12 +120,13 @@ fn fences_per_allocation() {
     println!("  tx free + null ptr         {tx_free:?}");
     println!("  atomic alloc into a slot   {atomic_alloc:?}");
     println!("  atomic free from a slot    {atomic_free:?}");
-    // snapshot; data + redo entries; commit record; apply; generation.
-    assert_eq!(tx_alloc.0, 5);
-    assert_eq!(tx_free.0, 5);
-    // data + redo entries; commit record; apply; generation.
-    assert_eq!(atomic_alloc.0, 4);
-    assert_eq!(atomic_free.0, 4);
+    // Snapshot; data, redo entries and checksummed commit record; apply.
+    // The generation bump is fenced by the next drain.
+    assert_eq!(tx_alloc.0, 3);
+    assert_eq!(tx_free.0, 3);
+    // Data, redo entries and commit record; apply.
+    assert_eq!(atomic_alloc.0, 2);
+    assert_eq!(atomic_free.0, 2);
     assert_eq!(
         p.objects(Some(1)).unwrap().len(),
         1,

@@ -292,6 +292,21 @@ impl SimDomain {
         out
     }
 
+    /// Indexes (ascending, deduplicated) of the lines some thread flushed
+    /// but has not drained yet.
+    pub fn flushed_lines(&self) -> Vec<usize> {
+        let g = lock(&self.inner);
+        let mut out: Vec<usize> = g
+            .pending
+            .values()
+            .flatten()
+            .flat_map(|r| r.clone())
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// True when the volatile and persisted images are equal: nothing was
     /// written without being flushed and drained (the "no missing flush"
     /// check after a committed transaction). Call it when no other thread

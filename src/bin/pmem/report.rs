@@ -34,7 +34,7 @@ pub struct InfoView<'a> {
 /// Undo and redo log capacity of each lane, in bytes.
 fn log_capacities(h: &HeaderInfo) -> (usize, usize) {
     let l = LaneLayout::from_header(h);
-    (l.undo(0).cap, l.redo(0).cap)
+    (l.undo(0).cap, l.redo(0, 0).cap)
 }
 
 /// One non-idle lane as JSON: `{lane, state, entries, bytes}` (`null`
@@ -338,7 +338,7 @@ mod tests {
         assert_eq!(v["previous_shutdown"], "unclean");
         assert_eq!(v["run_id"], 7);
         assert_eq!(v["lanes"]["undo_capacity"], 4096 - 64 - 1024);
-        assert_eq!(v["lanes"]["redo_capacity"], 1024);
+        assert_eq!(v["lanes"]["redo_capacity"], 512);
         assert_eq!(v["pending_lanes"][0]["lane"], 3);
         assert_eq!(v["pending_lanes"][0]["state"], "undo_pending");
         assert_eq!(v["pending_lanes"][0]["entries"], 2);
@@ -371,7 +371,7 @@ mod tests {
         assert!(t.contains("created:   2025-01-01T00:00:00Z"), "{t}");
         assert!(
             t.contains(
-                "256 x 4096 bytes at 0x3000 (per lane: undo log 3008 bytes, redo log 1024 bytes)"
+                "256 x 4096 bytes at 0x3000 (per lane: undo log 3008 bytes, redo log 512 bytes)"
             ),
             "{t}"
         );

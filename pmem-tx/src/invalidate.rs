@@ -1,0 +1,148 @@
+//! Lazy log invalidation: a transaction's generation bump is stored and
+//! flushed at commit, but fenced by the next drain of any transaction.
+//!
+//! A transaction's commit record carries a checksum of its data, so data
+//! and record share one fence and recovery keeps the transaction whenever
+//! the record is valid and the data matches. What must never happen is a
+//! later change to the same bytes reaching the media while the record is
+//! still valid: recovery would see a mismatch and roll a finished
+//! transaction back. Every later change is preceded by a drain that also
+//! persists the generation words of all lanes whose bump is not yet fenced:
+//! - a snapshotted write: the snapshot's drain (fence 1) precedes it;
+//! - a write without snapshot to non-fresh bytes (`NO_SNAPSHOT`): `Tx::add`
+//!   drains first when any bump is pending;
+//! - a redo change (heap metadata, `alloc_into`'s destination): the commit
+//!   record's drain precedes the apply;
+//! - a block this transaction freed, written by the next owner as a fresh
+//!   block without any drain: the block goes back to the heap only after
+//!   this lane's bump is durable ([`Invalidation::defer`]).
+//!
+//! FORMAT.md ("Commit protocol") has the whole argument.
+
+use pmem_alloc::{FreeTicket, Heap};
+use pmem_pool::Persister;
+use pmem_pool::lane::LaneLayout;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Which lanes have a stored but unfenced generation bump, and the frees
+/// that wait for it.
+pub(crate) struct Invalidation {
+    /// One bit per lane.
+    mask: Box<[AtomicU64]>,
+    /// Per lane: freed blocks to give back once the lane's bump is durable.
+    deferred: Box<[Mutex<Vec<FreeTicket>>]>,
+    /// Tickets in all `deferred` lists (a hint: checked without locks).
+    deferred_count: AtomicUsize,
+}
+
+impl Invalidation {
+    pub(crate) fn new(lanes: u32) -> Self {
+        let words = (lanes as usize).div_ceil(64);
+        Invalidation {
+            mask: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            deferred: (0..lanes).map(|_| Mutex::new(Vec::new())).collect(),
+            deferred_count: AtomicUsize::new(0),
+        }
+    }
+
+    /// Records that `lane`'s generation word was stored and flushed but not
+    /// fenced. Called by the holder of the lane, after the store.
+    pub(crate) fn mark(&self, lane: u32) {
+        self.mask[lane as usize / 64].fetch_or(1 << (lane % 64), Ordering::Release);
+    }
+
+    /// Whether any lane's bump is unfenced.
+    pub(crate) fn any(&self) -> bool {
+        self.mask.iter().any(|m| m.load(Ordering::Acquire) != 0)
+    }
+
+    /// Flushes the generation word of every lane with an unfenced bump (no
+    /// fence: the caller drains next). Flushing is coherent across cores,
+    /// so the bump stored by another thread is written back by this one.
+    pub(crate) fn flush_pending(&self, p: &Persister, layout: &LaneLayout) {
+        for (w, m) in self.mask.iter().enumerate() {
+            let mut bits = m.load(Ordering::Acquire);
+            while bits != 0 {
+                let lane = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                p.flush(layout.generation_off(lane as u32), 8);
+            }
+        }
+    }
+
+    /// Called by the holder of `lane` after a drain that followed
+    /// [`flush_pending`](Self::flush_pending): its bump is durable, so its
+    /// mark is cleared and the frees that waited for it go back to `heap`.
+    pub(crate) fn settled(&self, lane: u32, heap: Option<&Heap>) {
+        let bit = 1u64 << (lane % 64);
+        let word = &self.mask[lane as usize / 64];
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            word.fetch_and(!bit, Ordering::Release);
+        }
+        if self.deferred_count.load(Ordering::Acquire) > 0 {
+            let tickets = std::mem::take(&mut *lock(&self.deferred[lane as usize]));
+            self.release(tickets, heap);
+        }
+    }
+
+    /// Keeps `tickets` (blocks freed by the transaction that just stored
+    /// `lane`'s bump) until that bump is durable.
+    pub(crate) fn defer(&self, lane: u32, tickets: Vec<FreeTicket>) {
+        if tickets.is_empty() {
+            return;
+        }
+        self.deferred_count
+            .fetch_add(tickets.len(), Ordering::Release);
+        lock(&self.deferred[lane as usize]).extend(tickets);
+    }
+
+    /// Whether freed blocks are waiting (worth [`settle_all`] when the heap
+    /// is full).
+    pub(crate) fn has_deferred(&self) -> bool {
+        self.deferred_count.load(Ordering::Acquire) > 0
+    }
+
+    /// Makes every stored bump durable and gives every waiting block back:
+    /// for a full heap, and at close.
+    pub(crate) fn settle_all(
+        &self,
+        p: &Persister,
+        layout: &LaneLayout,
+        heap: Option<&Heap>,
+    ) -> pmem_pool::Result<()> {
+        // Take the tickets first: each was deferred after its lane's bump
+        // was stored, so the flush below writes that bump (or a later one)
+        // back.
+        let tickets: Vec<FreeTicket> = self
+            .deferred
+            .iter()
+            .flat_map(|d| std::mem::take(&mut *lock(d)))
+            .collect();
+        self.flush_pending(p, layout);
+        let r = p.drain();
+        match r {
+            Ok(()) => self.release(tickets, heap),
+            // Not durable: the blocks stay out of the heap's hands.
+            Err(_) => self
+                .deferred_count
+                .fetch_sub(tickets.len(), Ordering::AcqRel),
+        };
+        r
+    }
+
+    fn release(&self, tickets: Vec<FreeTicket>, heap: Option<&Heap>) -> usize {
+        let n = tickets.len();
+        if n > 0 {
+            self.deferred_count.fetch_sub(n, Ordering::AcqRel);
+            if let Some(h) = heap {
+                h.after_commit(Vec::new(), tickets);
+            }
+        }
+        n
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
