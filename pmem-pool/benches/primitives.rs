@@ -3,8 +3,10 @@
 //! table to set beside `/work/shared/peer/pmdk/primitives.c`.
 //!
 //! Run: `cargo bench -p pmem-pool --bench primitives [-- [line] [range]
-//! [copy] [size] [COPY_MIB]]`: the named sections only (default all);
-//! COPY_MIB, default 512, is the total of the 8 MiB-chunk copy test.
+//! [copy] [size] [msync] [COPY_MIB]]`: the named sections only (default
+//! all); COPY_MIB, default 512, is the total of the 8 MiB-chunk copy test.
+//! The `msync` section means something only on a disk: run it with
+//! `PMEM_BENCH_DIR=/some/ext4/dir` (on tmpfs msync makes nothing durable).
 //!
 //! Every figure is the median over blocks of calls (robust against other
 //! tenants of a shared machine), as in primitives.c.
@@ -65,7 +67,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(512)
         .max(8);
-    let named = ["line", "range", "copy", "size"];
+    let named = ["line", "range", "copy", "size", "msync"];
     let any_named = args.iter().any(|a| named.contains(&a.as_str()));
     let run = |s: &str| !any_named || args.iter().any(|a| a == s);
     let f = cpu::features();
@@ -90,6 +92,9 @@ fn main() {
         for hot in [false, true] {
             per_size(best, hot);
         }
+    }
+    if run("msync") {
+        msync_gaps();
     }
 }
 
@@ -281,4 +286,67 @@ fn per_size(best: CacheFns, hot: bool) {
         size *= 2;
     }
     black_box(&mut m);
+}
+
+/// `msync(MS_SYNC)` of `off..off+len` of the mapping at `base`.
+fn msync(base: *mut u8, off: usize, len: usize) {
+    // SAFETY: callers pass ranges inside the mapping, page aligned; msync
+    // touches no memory through the pointer.
+    let rc = unsafe { libc::msync(base.add(off).cast(), len, libc::MS_SYNC) };
+    assert_eq!(rc, 0, "msync: {}", std::io::Error::last_os_error());
+}
+
+/// Section 5: what one `msync` costs, and whether a drain whose dirty pages
+/// lie `gap` pages apart should issue one call spanning the clean pages
+/// between them or one call per dirty page. Each rep dirties the two pages
+/// (one byte each), then syncs them; the median per rep is printed.
+fn msync_gaps() {
+    const PAGE: usize = 4096;
+    const REGION: usize = 64 * MIB;
+    const REPS: usize = 300;
+    let mut m = map_file(REGION);
+    let base = m.as_mut_ptr();
+    msync(base, 0, REGION);
+    let dir = std::env::var("PMEM_BENCH_DIR").unwrap_or_else(|_| "/dev/shm".into());
+    println!("\n## msync (MS_SYNC) in {dir}: median us per rep, {REPS} reps");
+    let mut t = Vec::with_capacity(REPS);
+    for r in 0..REPS {
+        let t0 = Instant::now();
+        msync(base, PAGE, PAGE);
+        t.push(t0.elapsed().as_secs_f64() * 1e6);
+        black_box(r);
+    }
+    println!("{:<40} {:>10.1}", "clean 4 KiB page", median(&mut t));
+    t.clear();
+    for r in 0..REPS {
+        m[0] = r as u8;
+        let t0 = Instant::now();
+        msync(base, 0, PAGE);
+        t.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    println!("{:<40} {:>10.1}", "one dirty 4 KiB page", median(&mut t));
+    println!(
+        "{:>10} {:>14} {:>14} {:>10}",
+        "gap_pages", "two_calls_us", "one_span_us", "span/two"
+    );
+    for gap in [1usize, 2, 8, 32, 128, 512, 2048, 8192, REGION / PAGE - 2] {
+        let b = (gap + 1) * PAGE;
+        let mut two = Vec::with_capacity(REPS);
+        let mut one = Vec::with_capacity(REPS);
+        for r in 0..REPS {
+            m[0] = r as u8;
+            m[b] = r as u8;
+            let t0 = Instant::now();
+            msync(base, 0, PAGE);
+            msync(base, b, PAGE);
+            two.push(t0.elapsed().as_secs_f64() * 1e6);
+            m[0] = r as u8 ^ 1;
+            m[b] = r as u8 ^ 1;
+            let t0 = Instant::now();
+            msync(base, 0, b + PAGE);
+            one.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+        let (two, one) = (median(&mut two), median(&mut one));
+        println!("{gap:>10} {two:>14.1} {one:>14.1} {:>10.2}", one / two);
+    }
 }
