@@ -25,7 +25,7 @@ pub(crate) mod msync;
 pub mod nt;
 
 pub use flush::FlushInstr;
-pub use msync::{MsyncStats, msync_stats, reset_msync_stats};
+pub use msync::{JOIN_GAP, MsyncStats, msync_stats, reset_msync_stats};
 pub use nt::NtKind;
 
 use crate::error::Result;
@@ -193,7 +193,8 @@ impl Persister {
 
     /// Waits until everything this thread flushed or wrote non-temporally is
     /// durable, and orders it before this thread's later stores. In `Msync`
-    /// mode this is one `msync` per merged dirty range.
+    /// mode this is one `msync` per span of dirty ranges at most
+    /// [`msync::JOIN_GAP`] apart (one call for a transaction's drain).
     #[inline]
     pub fn drain(&self) -> Result<()> {
         match &self.imp {
