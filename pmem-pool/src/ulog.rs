@@ -185,6 +185,10 @@ pub struct LogWriter {
     generation: u64,
     pos: usize,
     count: u64,
+    /// Batched mode: pool range written with plain stores and not yet
+    /// flushed (`None` in the default mode, where each append flushes).
+    unflushed: Option<(usize, usize)>,
+    batched: bool,
 }
 
 impl LogWriter {
@@ -195,6 +199,28 @@ impl LogWriter {
             generation,
             pos: 0,
             count: 0,
+            unflushed: None,
+            batched: false,
+        }
+    }
+
+    /// A writer whose appends store small entries without flushing them:
+    /// [`flush`](Self::flush) then flushes every line written since, once.
+    /// Consecutive entries share lines, and a flush may evict its line
+    /// (clwb does on some CPUs), so flushing per entry would flush a line
+    /// again and again and reload it in between.
+    pub fn new_batched(area: LogArea, generation: u64) -> Self {
+        LogWriter {
+            batched: true,
+            ..Self::new(area, generation)
+        }
+    }
+
+    /// Flushes the lines appended since the last flush (batched mode; a
+    /// no-op otherwise). Call it before the drain that must cover them.
+    pub fn flush(&mut self, p: &Persister) {
+        if let Some((a, b)) = self.unflushed.take() {
+            p.flush(a, b - a);
         }
     }
 
@@ -229,6 +255,7 @@ impl LogWriter {
         // SAFETY: forwarded from the caller; `append` never uses the last
         // CONTINUE_RESERVE bytes, so the entry fits at `pos`.
         unsafe { self.write_entry(p, at, EntryKind::Continue, next.off as u64, &cap) };
+        self.flush(p);
         self.area = next;
         self.pos = 0;
         Ok(())
@@ -280,7 +307,7 @@ impl LogWriter {
     /// The caller owns `at..at + entry_size(payload.len())`, and `payload`
     /// does not overlap it.
     unsafe fn write_entry(
-        &self,
+        &mut self,
         p: &Persister,
         at: usize,
         kind: EntryKind,
@@ -300,8 +327,20 @@ impl LogWriter {
             let mut buf = [0u8; ENTRY_HEADER + SMALL_ENTRY];
             buf[..ENTRY_HEADER].copy_from_slice(&head);
             buf[ENTRY_HEADER..ENTRY_HEADER + payload.len()].copy_from_slice(payload);
-            // SAFETY: the caller owns the entry's bytes.
-            unsafe { p.memcpy_nodrain(at, &buf[..ENTRY_HEADER + payload.len()]) };
+            let n = ENTRY_HEADER + payload.len();
+            if self.batched {
+                debug_assert!(at + n <= p.len());
+                // SAFETY: the caller owns the entry's bytes, inside the
+                // mapping (the area lies in it); `buf` is a local.
+                unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p.base().add(at), n) };
+                self.unflushed = Some(match self.unflushed {
+                    Some((a, b)) => (a.min(at), b.max(at + n)),
+                    None => (at, at + n),
+                });
+            } else {
+                // SAFETY: the caller owns the entry's bytes.
+                unsafe { p.memcpy_nodrain(at, &buf[..n]) };
+            }
         } else {
             // SAFETY: the caller owns the entry's bytes, and `payload` does
             // not overlap them.

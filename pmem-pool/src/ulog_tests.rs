@@ -541,3 +541,65 @@ fn a_continue_entry_out_of_bounds_is_damage() {
     };
     assert!(e.is_err());
 }
+
+#[test]
+fn batched_appends_flush_each_line_once_and_only_on_flush() {
+    let sp = SimPool::new();
+    let area = LogArea {
+        off: 4096,
+        cap: 1024,
+    };
+    let mut w = LogWriter::new_batched(area, 9);
+    let sim = sp.p.sim().unwrap();
+    sim.reset_counters();
+    for i in 0..5u64 {
+        sp.append(&mut w, EntryKind::Set64, 0x2000 + 8 * i, &i.to_le_bytes())
+            .unwrap();
+    }
+    let info = CommitInfo {
+        seq: 3,
+        n_undo: 0,
+        data_crc: 0xabcd,
+        flags: CommitInfo::DATA_CRC,
+    };
+    // SAFETY: as in `SimPool::append`.
+    unsafe { w.append_commit_info(&sp.p, &info) }.unwrap();
+    assert_eq!(sim.counters().flush_calls, 0, "appends flushed nothing");
+    sp.p.drain().unwrap();
+    let persisted = sim.persisted_image();
+    assert!(
+        scan(&persisted, area, 9, |_, _| true).entries.is_empty(),
+        "unflushed entries became durable"
+    );
+    w.flush(&sp.p);
+    // 5 entries of 24 bytes and a 40-byte record: 160 bytes, 3 lines.
+    let c = sim.counters();
+    assert_eq!((c.flush_calls, c.flushed_lines), (1, 3));
+    sp.p.drain().unwrap();
+    let r = scan(&sim.persisted_image(), area, 9, |_, _| true);
+    assert_eq!(r.entries.len(), 5);
+    assert!(r.committed);
+    assert_eq!(r.commit, Some(info));
+    // A second flush has nothing left to flush.
+    sim.reset_counters();
+    w.flush(&sp.p);
+    assert_eq!(sim.counters().flush_calls, 0);
+}
+
+#[test]
+fn commit_info_round_trips_and_rejects_unknown_bits() {
+    let info = CommitInfo {
+        seq: u64::MAX - 1,
+        n_undo: 7,
+        data_crc: 0xdead_beef,
+        flags: CommitInfo::DATA_CRC,
+    };
+    assert_eq!(CommitInfo::decode(&info.encode()), Some(info));
+    let mut b = info.encode();
+    b[16] |= 2; // an unknown flag
+    assert_eq!(CommitInfo::decode(&b), None);
+    let mut b = info.encode();
+    b[23] = 1; // reserved bytes must be zero
+    assert_eq!(CommitInfo::decode(&b), None);
+    assert_eq!(CommitInfo::decode(&info.encode()[..20]), None);
+}

@@ -589,7 +589,7 @@ impl<'p> Tx<'p> {
             u64::from_le(unsafe { (self.pool.raw.base().add(goff) as *const u64).read_volatile() });
         inner.lane = Some(lane);
         inner.generation = generation;
-        inner.undo = Some(LogWriter::new(
+        inner.undo = Some(LogWriter::new_batched(
             layout.undo(lane),
             pmem_pool::lane::log_key(lane, generation),
         ));
@@ -712,6 +712,7 @@ impl<'p> Tx<'p> {
                     a = b;
                 }
             }
+            undo.flush(p);
             inner.undo = Some(undo);
             if appended {
                 self.drain(inner)?;
@@ -860,7 +861,7 @@ impl<'p> Tx<'p> {
         let covered: u64 = inner.entries.iter().map(|e| u64::from(e.len)).sum::<u64>()
             + inner.fresh.iter().map(|(a, b)| b - a).sum::<u64>();
         let mut strict = inner.unsnapped || covered > CRC_LIMIT || !inner.overflow.is_empty();
-        let mut w = LogWriter::new(
+        let mut w = LogWriter::new_batched(
             self.pool.layout.redo(lane, inner.generation),
             pmem_pool::lane::log_key(lane, inner.generation),
         );
@@ -901,6 +902,7 @@ impl<'p> Tx<'p> {
             data_crc: 0,
             flags: 0,
         };
+        w.flush(p);
         if strict {
             // The data first, then the record that commits it.
             self.drain(inner)?;
@@ -922,6 +924,7 @@ impl<'p> Tx<'p> {
             }
             Err(e) => return Err(e.into()),
         }
+        w.flush(p);
         // The commit point.
         self.drain(inner)?;
         if heap_ops {
