@@ -130,16 +130,42 @@ impl Inner {
         if !clean {
             return false;
         }
-        self.generation = 0;
-        self.undo = None;
-        self.covered.clear();
-        self.dirty.clear();
-        if self.dirty.capacity() > 4096 {
-            self.dirty = Vec::new();
+        // Start from a default state (so a field added later is reset
+        // without being named here) and move back only the emptied
+        // collections whose capacity is worth keeping.
+        let Inner {
+            entries,
+            mut covered,
+            mut dirty,
+            mut held,
+            plocks,
+            reserved,
+            dropped,
+            freed,
+            mut redo,
+            overflow,
+            ..
+        } = std::mem::take(self);
+        covered.clear();
+        held.clear();
+        redo.clear();
+        dirty.clear();
+        if dirty.capacity() > 4096 {
+            dirty = Vec::new();
         }
-        self.held.clear();
-        self.aborted = false;
-        self.redo.clear();
+        *self = Inner {
+            entries,
+            covered,
+            dirty,
+            held,
+            plocks,
+            reserved,
+            dropped,
+            freed,
+            redo,
+            overflow,
+            ..Inner::default()
+        };
         true
     }
 }
