@@ -138,6 +138,8 @@ pub(super) struct StripeSet {
     big: Held,
     /// Scratch of `take_all_or_none`: the stripes it took so far.
     journal: Vec<u32>,
+    /// Scratch of `update_run`: records new in the current run.
+    pending: Vec<(u32, Mode)>,
 }
 
 impl StripeSet {
@@ -195,51 +197,103 @@ impl StripeSet {
     /// [`update`](Self::update) for each stripe of `run` in turn, stopping
     /// at the first error (the stripes before it stay updated). Stripes of
     /// a range come in ascending order, so the position after the last
-    /// one is tried first: a run of `n` stripes costs O(n), not n binary
-    /// searches.
+    /// one is tried first, and the new records are merged in once at the
+    /// end: a run of `n` stripes costs O(n + held), not n binary searches
+    /// and n insertions.
     pub(super) fn update_run<E>(
         &mut self,
         run: impl Iterator<Item = u32>,
         mut f: impl FnMut(u32, Option<Mode>) -> Result<Option<Mode>, E>,
     ) -> Result<(), E> {
+        if !self.big.is_empty() {
+            return Self::update_big(&mut self.big, run, f);
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.clear();
+        let v = &mut self.small;
         let mut hint = 0usize;
+        let mut result = Ok(());
         for s in run {
-            if self.big.is_empty() {
-                let v = &mut self.small;
-                let at = if hint < v.len() && v[hint].0 == s {
-                    Ok(hint)
-                } else if hint <= v.len()
-                    && (hint == 0 || v[hint - 1].0 < s)
-                    && (hint == v.len() || v[hint].0 > s)
-                {
-                    Err(hint)
-                } else {
-                    v.binary_search_by_key(&s, |e| e.0)
-                };
-                match at {
-                    Ok(i) => {
-                        if let Some(m) = f(s, Some(v[i].1))? {
-                            v[i].1 = m;
-                        }
-                        hint = i + 1;
-                    }
-                    Err(i) => {
-                        let Some(m) = f(s, None)? else {
-                            hint = i;
-                            continue;
-                        };
-                        if v.len() < SMALL_STRIPES {
-                            v.insert(i, (s, m));
-                            hint = i + 1;
-                        } else {
-                            self.big.extend(v.drain(..));
-                            self.big.insert(s, m);
-                        }
-                    }
+            // `v` does not change during the run: `hint` is the lower
+            // bound of the previous stripe, or just past it.
+            let at = if hint < v.len() && v[hint].0 == s {
+                Ok(hint)
+            } else if hint <= v.len()
+                && (hint == 0 || v[hint - 1].0 < s)
+                && (hint == v.len() || v[hint].0 > s)
+            {
+                Err(hint)
+            } else {
+                v.binary_search_by_key(&s, |e| e.0)
+            };
+            let (i, held) = match at {
+                Ok(i) => (i + 1, Some(v[i].1)),
+                Err(i) => (i, None),
+            };
+            hint = i;
+            match f(s, held) {
+                Ok(None) => {}
+                Ok(Some(m)) if held.is_some() => v[i - 1].1 = m,
+                Ok(Some(m)) => pending.push((s, m)),
+                Err(e) => {
+                    result = Err(e);
+                    break;
                 }
-                continue;
             }
-            match self.big.entry(s) {
+        }
+        self.merge_pending(&mut pending);
+        if pending.capacity() <= KEEP_CAPACITY {
+            self.pending = pending;
+        }
+        result
+    }
+
+    /// Adds the new records of a run (not held before, distinct) to the
+    /// sorted `Vec`, or moves everything to the map if they do not fit.
+    fn merge_pending(&mut self, pending: &mut Vec<(u32, Mode)>) {
+        if pending.is_empty() {
+            return;
+        }
+        let v = &mut self.small;
+        if v.len() + pending.len() > SMALL_STRIPES {
+            self.big.extend(v.drain(..));
+            self.big.extend(pending.drain(..));
+            return;
+        }
+        // A run that wrapped around the stripe table is not ascending.
+        if !pending.is_sorted_by_key(|e| e.0) {
+            pending.sort_unstable_by_key(|e| e.0);
+        }
+        if v.last().is_none_or(|l| l.0 < pending[0].0) {
+            v.extend_from_slice(pending);
+            pending.clear();
+            return;
+        }
+        // Merge from the back, in place.
+        let (mut i, mut j) = (v.len(), pending.len());
+        v.resize(i + j, pending[0]);
+        let mut k = v.len();
+        while j > 0 {
+            k -= 1;
+            if i > 0 && v[i - 1].0 > pending[j - 1].0 {
+                v[k] = v[i - 1];
+                i -= 1;
+            } else {
+                v[k] = pending[j - 1];
+                j -= 1;
+            }
+        }
+        pending.clear();
+    }
+
+    /// `update_run` once the set is a map.
+    fn update_big<E>(
+        big: &mut Held,
+        run: impl Iterator<Item = u32>,
+        mut f: impl FnMut(u32, Option<Mode>) -> Result<Option<Mode>, E>,
+    ) -> Result<(), E> {
+        for s in run {
+            match big.entry(s) {
                 std::collections::hash_map::Entry::Occupied(mut o) => {
                     if let Some(m) = f(s, Some(*o.get()))? {
                         o.insert(m);
@@ -512,5 +566,51 @@ mod tests {
         assert_eq!(locked.len(), 9, "all but the held 12");
         assert_eq!(h.iter().count(), 10);
         assert!(h.contains(12) && h.contains(19));
+    }
+
+    /// A run that wraps around the table (not ascending), and one that
+    /// fails half way: what was done before the failure stays recorded.
+    #[test]
+    fn wrapped_and_failing_runs_keep_the_set_sorted() {
+        let mut h = StripeSet::default();
+        h.insert(3, Mode::Shared);
+        h.insert(9, Mode::Shared);
+        let r: Result<(), ()> = h.update_run([7u32, 8, 9, 10, 0, 1].into_iter(), |_, held| {
+            Ok(held.is_none().then_some(Mode::Exclusive))
+        });
+        assert_eq!(r, Ok(()));
+        let want = [
+            (0, 'X'),
+            (1, 'X'),
+            (3, 'S'),
+            (7, 'X'),
+            (8, 'X'),
+            (9, 'S'),
+            (10, 'X'),
+        ];
+        let want: Vec<(u32, Mode)> = want
+            .iter()
+            .map(|&(s, m)| {
+                (
+                    s,
+                    if m == 'X' {
+                        Mode::Exclusive
+                    } else {
+                        Mode::Shared
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(h.small, want);
+        let r = h.update_run(4u32..7, |s, _| {
+            if s == 6 {
+                Err(s)
+            } else {
+                Ok(Some(Mode::Shared))
+            }
+        });
+        assert_eq!(r, Err(6));
+        assert!(h.contains(4) && h.contains(5) && !h.contains(6));
+        assert!(h.small.windows(2).all(|w| w[0].0 < w[1].0), "{:?}", h.small);
     }
 }
