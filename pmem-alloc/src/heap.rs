@@ -747,6 +747,14 @@ impl Heap {
         }
     }
 
+    /// The freeing half of [`after_commit`](Self::after_commit), draining
+    /// `freed` so that the caller keeps its capacity.
+    pub fn release_frees(&self, freed: &mut Vec<FreeTicket>) {
+        for t in freed.drain(..) {
+            self.release(t.slot);
+        }
+    }
+
     /// Whether `off..off+len` lies inside the data of one block of a run or
     /// of one huge span (past its allocation header): the only bytes user
     /// code may access. Run headers, bitmaps, allocation headers and the

@@ -81,20 +81,27 @@ impl Invalidation {
             word.fetch_and(!bit, Ordering::Release);
         }
         if self.deferred_count.load(Ordering::Acquire) > 0 {
-            let tickets = std::mem::take(&mut *lock(&self.deferred[lane as usize]));
-            self.release(tickets, heap);
+            let mut list = lock(&self.deferred[lane as usize]);
+            if !list.is_empty() {
+                self.deferred_count.fetch_sub(list.len(), Ordering::AcqRel);
+                match heap {
+                    Some(h) => h.release_frees(&mut list),
+                    None => list.clear(),
+                }
+            }
         }
     }
 
     /// Keeps `tickets` (blocks freed by the transaction that just stored
     /// `lane`'s bump) until that bump is durable.
-    pub(crate) fn defer(&self, lane: u32, tickets: Vec<FreeTicket>) {
+    /// `tickets` is drained (its capacity stays with the caller).
+    pub(crate) fn defer(&self, lane: u32, tickets: &mut Vec<FreeTicket>) {
         if tickets.is_empty() {
             return;
         }
         self.deferred_count
             .fetch_add(tickets.len(), Ordering::Release);
-        lock(&self.deferred[lane as usize]).extend(tickets);
+        lock(&self.deferred[lane as usize]).extend(tickets.drain(..));
     }
 
     /// Whether freed blocks are waiting (worth [`settle_all`] when the heap

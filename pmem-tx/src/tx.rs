@@ -30,7 +30,7 @@
 //! A transaction that only reads takes no lane and costs no fence.
 
 use crate::error::{Error, Result};
-use crate::locks::{Held, Mode, stripes};
+use crate::locks::{Mode, stripes};
 use crate::pool::Pool;
 use crate::ptr::{PPtr, Persistent};
 use pmem_alloc::layout::ALLOC_HEADER_SIZE;
@@ -53,9 +53,11 @@ const OVERFLOW_MIN: usize = 64 * 1024;
 /// published, so never seen by `objects`).
 const OVERFLOW_TYPE_NUM: u64 = u64::MAX - 1;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::rc::Rc;
+
+mod sets;
+use sets::{RangeSet, StripeSet};
 
 /// Options for [`Tx::add_range_flags`], as libpmemobj's `POBJ_XADD_*`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -99,10 +101,10 @@ struct Inner {
     undo: Option<LogWriter>,
     entries: Vec<UndoEntry>,
     /// Ranges snapshotted (or declared fresh) in this transaction.
-    covered: BTreeMap<u64, u64>,
+    covered: RangeSet,
     /// Ranges to flush at commit.
     dirty: Vec<(u64, u64)>,
-    held: Held,
+    held: StripeSet,
     /// Persistent locks (`PMutex`/`PRwLock`) taken with `Tx::lock`.
     plocks: crate::plock::Held,
     aborted: bool,
@@ -130,6 +132,64 @@ struct Inner {
     overflow: Vec<Reservation>,
 }
 
+impl Inner {
+    /// Makes a finished transaction's state ready for the next one,
+    /// keeping its collections' capacity. Returns false (and changes
+    /// nothing) if the end of the transaction did not return everything
+    /// it held: such a state is dropped, not reused.
+    fn reset(&mut self) -> bool {
+        let clean = self.lane.is_none()
+            && self.held.is_empty()
+            && self.plocks.is_empty()
+            && self.entries.is_empty()
+            && !self.redo_written
+            && self.reserved.is_empty()
+            && self.dropped.is_empty()
+            && self.freed.is_empty()
+            && self.overflow.is_empty();
+        if !clean {
+            return false;
+        }
+        // In place (moving the whole state costs more than the rest of
+        // the reset). Every field is named, without `..`: a field added
+        // to `Inner` fails to compile here until its reset is decided.
+        let Inner {
+            lane: _,
+            generation,
+            undo,
+            entries: _,
+            covered,
+            dirty,
+            held,
+            plocks: _,
+            aborted,
+            reserved: _,
+            dropped: _,
+            freed: _,
+            redo,
+            redo_written: _,
+            overflow: _,
+            fresh,
+            unsnapped,
+            settled,
+        } = self;
+        fresh.clear();
+        *unsnapped = false;
+        *settled = false;
+        *generation = 0;
+        *undo = None;
+        covered.clear();
+        held.clear();
+        redo.clear();
+        dirty.clear();
+        if dirty.capacity() > 4096 {
+            *dirty = Vec::new();
+        }
+        *aborted = false;
+        true
+    }
+}
+
 struct Shared {
     inner: RefCell<Inner>,
     /// Guards (`TxRef`/`TxMut`) alive on any handle of this transaction.
@@ -141,6 +201,57 @@ thread_local! {
     static ACTIVE: RefCell<Vec<(u64, Rc<Shared>)>> = const { RefCell::new(Vec::new()) };
     /// The lane this thread used last: tried first next time.
     static LANE_HINT: Cell<u32> = const { Cell::new(u32::MAX) };
+    /// States of this thread's finished transactions, cleared, kept for
+    /// the next ones so that a small transaction allocates nothing.
+    static SPARE: RefCell<Vec<Rc<Shared>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Spare states kept per thread (more than one only for transactions on
+/// several pools nested in each other).
+const MAX_SPARE: usize = 4;
+
+/// A cleared transaction state: a spare one of this thread's, or new.
+fn take_shared() -> Rc<Shared> {
+    SPARE
+        .try_with(|s| s.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            Rc::new(Shared {
+                inner: RefCell::new(Inner::default()),
+                live: Cell::new(0),
+            })
+        })
+}
+
+/// Keeps an outermost transaction's state for the next one once its `Tx`
+/// is gone: dropped after it (declared before it), on every way out,
+/// unwinding included.
+struct Recycle(Rc<Shared>);
+
+impl Drop for Recycle {
+    fn drop(&mut self) {
+        // Only a state nobody else refers to, and that its transaction's
+        // end left clean (lane, locks and blocks all returned).
+        if Rc::strong_count(&self.0) != 1 || self.0.live.get() != 0 {
+            return;
+        }
+        let reset = match self.0.inner.try_borrow_mut() {
+            Ok(mut inner) => inner.reset(),
+            Err(_) => false,
+        };
+        if !reset {
+            return;
+        }
+        let shared = self.0.clone();
+        let _ = SPARE.try_with(|s| {
+            if let Ok(mut s) = s.try_borrow_mut()
+                && s.len() < MAX_SPARE
+            {
+                s.push(shared);
+            }
+        });
+    }
 }
 
 fn active(instance: u64) -> Option<Rc<Shared>> {
@@ -206,10 +317,8 @@ impl Pool {
         if let Some(shared) = active(self.instance) {
             return nested(self, shared, 1, f);
         }
-        let shared = Rc::new(Shared {
-            inner: RefCell::new(Inner::default()),
-            live: Cell::new(0),
-        });
+        let shared = take_shared();
+        let _recycle = Recycle(shared.clone());
         ACTIVE.with(|a| a.borrow_mut().push((self.instance, shared.clone())));
         let reg = Registered(self.instance);
         let mut tx = Tx {
@@ -442,7 +551,7 @@ impl<'p> Tx<'p> {
             // Fresh: nothing to snapshot, flushed and checksummed at
             // commit with its allocation header.
             let (a, b) = (off, off + usable.max(1));
-            insert_range(&mut inner.covered, a, b);
+            inner.covered.insert(a, b);
             inner.dirty.push((a - ALLOC_HEADER_SIZE, b));
             inner.fresh.push((a - ALLOC_HEADER_SIZE, b));
         }
@@ -609,26 +718,11 @@ impl<'p> Tx<'p> {
         self.ensure_lane(inner);
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;
         let locks = &self.pool.locks;
-        let mut taken = 0usize;
-        for s in stripes(off, len) {
-            if inner.held.contains_key(&s) {
-                continue;
-            }
-            if !locks.try_lock_exclusive(s, token) {
-                for t in stripes(off, len)
-                    .filter(|t| !inner.held.contains_key(t))
-                    .take(taken)
-                {
-                    locks.unlock(t, Mode::Exclusive);
-                }
-                return false;
-            }
-            taken += 1;
-        }
-        for s in stripes(off, len) {
-            inner.held.entry(s).or_insert(Mode::Exclusive);
-        }
-        true
+        inner.held.take_all_or_none(
+            stripes(off, len),
+            |s| locks.try_lock_exclusive(s, token),
+            |s| locks.unlock(s, Mode::Exclusive),
+        )
     }
 
     fn lock_range(&self, off: u64, len: u64, mode: Mode) -> Result<()> {
@@ -648,22 +742,25 @@ impl<'p> Tx<'p> {
         }
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;
         let locks = &self.pool.locks;
-        for s in stripes(off, len) {
-            let held = inner.held.get(&s).copied();
+        // One lookup per stripe (O(1) along a run): the record is updated
+        // in place.
+        inner.held.update_run(stripes(off, len), |s, held| {
             let ok = match (held, mode) {
-                // Already held strongly enough: keep the record as it is (a
-                // shared request must not downgrade an exclusive hold).
-                (Some(Mode::Exclusive), _) | (Some(Mode::Shared), Mode::Shared) => continue,
+                // Already held strongly enough: keep the record as it is
+                // (a shared request must not downgrade an exclusive hold).
+                (Some(Mode::Exclusive), _) | (Some(Mode::Shared), Mode::Shared) => {
+                    return Ok(None);
+                }
                 (Some(Mode::Shared), Mode::Exclusive) => locks.lock_exclusive(s, token, true),
                 (None, Mode::Shared) => locks.lock_shared(s),
                 (None, Mode::Exclusive) => locks.lock_exclusive(s, token, false),
             };
-            if !ok {
-                return Err(Error::Conflict { offset: off });
+            if ok {
+                Ok(Some(mode))
+            } else {
+                Err(Error::Conflict { offset: off })
             }
-            inner.held.insert(s, mode);
-        }
-        Ok(())
+        })
     }
 
     /// The heart of `add_range`: lock, snapshot what is not yet covered,
@@ -678,11 +775,14 @@ impl<'p> Tx<'p> {
         let p = self.pool.raw.persister();
         let end = off + len;
         if !flags.no_snapshot {
-            let gaps = uncovered(&inner.covered, off, end);
             let mut appended = false;
             let mut undo = inner.undo.take().ok_or(Error::Aborted)?;
             let mut result = Ok(());
-            'gaps: for (ga, gb) in gaps {
+            // The gaps are found one at a time (no buffer): each starts
+            // where the previous one ended.
+            let mut cur = off;
+            'gaps: while let Some((ga, gb)) = inner.covered.next_gap(cur, end) {
+                cur = gb;
                 let mut a = ga;
                 while a < gb {
                     let b = gb.min(a + MAX_PIECE);
@@ -701,7 +801,7 @@ impl<'p> Tx<'p> {
                                 len: (b - a) as u32,
                                 payload_off,
                             });
-                            insert_range(&mut inner.covered, a, b);
+                            inner.covered.insert(a, b);
                             appended = true;
                         }
                         Err(e) => {
@@ -727,7 +827,7 @@ impl<'p> Tx<'p> {
             if self.pool.inval.any() {
                 self.drain(inner)?;
             }
-            insert_range(&mut inner.covered, off, end);
+            inner.covered.insert(off, end);
         }
         if !flags.no_flush {
             inner.dirty.push((off, end));
@@ -973,13 +1073,11 @@ impl<'p> Tx<'p> {
     /// wait for `lane`'s bump to be durable unless it already is.
     fn finish_heap(&self, inner: &mut Inner, lane: Option<u32>) {
         if let Some(heap) = self.pool.heap.as_ref() {
-            let freed = std::mem::take(&mut inner.freed);
-            heap.after_commit(std::mem::take(&mut inner.reserved), Vec::new());
+            // A published block stays unavailable: nothing to do for it.
+            inner.reserved.clear();
             match lane {
-                Some(l) if inner.overflow.is_empty() && !freed.is_empty() => {
-                    self.pool.inval.defer(l, freed)
-                }
-                _ => heap.after_commit(Vec::new(), freed),
+                Some(l) if inner.overflow.is_empty() => self.pool.inval.defer(l, &mut inner.freed),
+                _ => heap.release_frees(&mut inner.freed),
             }
             for r in inner.dropped.drain(..) {
                 heap.cancel(r);
@@ -1107,63 +1205,26 @@ impl Tx<'_> {
     }
 }
 
-/// The parts of `a..b` not in `covered`.
-fn uncovered(covered: &BTreeMap<u64, u64>, a: u64, b: u64) -> Vec<(u64, u64)> {
-    let mut out = Vec::new();
-    let mut cur = a;
-    // Start from the last range beginning at or before `a`.
-    let start = covered.range(..=a).next_back().map_or(a, |(&s, _)| s);
-    for (&s, &e) in covered.range(start..b) {
-        if e <= cur {
-            continue;
-        }
-        if s > cur {
-            out.push((cur, s.min(b)));
-        }
-        cur = cur.max(e);
-        if cur >= b {
-            break;
-        }
-    }
-    if cur < b {
-        out.push((cur, b));
-    }
-    out
-}
-
-/// Adds `a..b` to `covered`, merging overlapping and adjacent ranges.
-fn insert_range(covered: &mut BTreeMap<u64, u64>, mut a: u64, mut b: u64) {
-    if let Some((&s, &e)) = covered.range(..=a).next_back()
-        && e >= a
-    {
-        a = s;
-        b = b.max(e);
-    }
-    let inside: Vec<u64> = covered.range(a..=b).map(|(&s, _)| s).collect();
-    for s in inside {
-        if let Some(e) = covered.remove(&s) {
-            b = b.max(e);
-        }
-    }
-    covered.insert(a, b);
-}
-
 /// Rounds ranges out to cache lines, sorts and merges them, so that each
-/// line is flushed once.
-fn merged_lines(ranges: &mut [(u64, u64)]) -> Vec<(u64, u64)> {
+/// line is flushed once. Works in place (the merged ranges are compacted
+/// to the front of `ranges`, the rest is left over), allocating nothing.
+fn merged_lines(ranges: &mut [(u64, u64)]) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
     const L: u64 = pmem_pool::persist::CACHE_LINE as u64;
     for r in ranges.iter_mut() {
         *r = (r.0 / L * L, r.1.next_multiple_of(L));
     }
     ranges.sort_unstable();
-    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
-    for &(a, b) in ranges.iter() {
-        match out.last_mut() {
-            Some(last) if a <= last.1 => last.1 = last.1.max(b),
-            _ => out.push((a, b)),
+    let mut n = 0;
+    for i in 0..ranges.len() {
+        let (a, b) = ranges[i];
+        if n > 0 && a <= ranges[n - 1].1 {
+            ranges[n - 1].1 = ranges[n - 1].1.max(b);
+        } else {
+            ranges[n] = (a, b);
+            n += 1;
         }
     }
-    out
+    ranges[..n].iter().copied()
 }
 
 /// Shared reference into the pool from [`Tx::get`].
@@ -1220,24 +1281,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uncovered_finds_the_gaps() {
-        let mut c = BTreeMap::new();
-        assert_eq!(uncovered(&c, 10, 20), vec![(10, 20)]);
-        insert_range(&mut c, 12, 14);
-        insert_range(&mut c, 16, 18);
-        assert_eq!(uncovered(&c, 10, 20), vec![(10, 12), (14, 16), (18, 20)]);
-        assert_eq!(uncovered(&c, 13, 17), vec![(14, 16)]);
-        assert_eq!(uncovered(&c, 12, 14), vec![]);
-        insert_range(&mut c, 14, 16);
-        assert_eq!(c.len(), 1, "adjacent ranges merge: {c:?}");
-        assert_eq!(c.get(&12), Some(&18));
-        insert_range(&mut c, 0, 100);
-        assert_eq!(c.into_iter().collect::<Vec<_>>(), vec![(0, 100)]);
-    }
-
-    #[test]
     fn lines_are_flushed_once() {
         let mut r = vec![(70, 80), (0, 8), (60, 66), (200, 300)];
-        assert_eq!(merged_lines(&mut r), vec![(0, 128), (192, 320)]);
+        let got: Vec<_> = merged_lines(&mut r).collect();
+        assert_eq!(got, vec![(0, 128), (192, 320)]);
+        let mut one = vec![(130, 131)];
+        assert_eq!(merged_lines(&mut one).collect::<Vec<_>>(), vec![(128, 192)]);
+        assert_eq!(merged_lines(&mut []).len(), 0);
     }
 }
