@@ -7,10 +7,11 @@
 //! the root (`pmemobj_alloc` without constructor). Phase free: same order,
 //! free each and null its slot (`pmemobj_free`).
 //!
-//! Where the API differs: `Pool::alloc_into` is typed, so SIZE must be one
-//! of the sizes listed in [`SIZES`] (the object is `[u8; SIZE]`), and the
-//! object is zeroed (`pmemobj_alloc` without constructor leaves it as it
-//! was). The slots live in the root's block (see `BlockRoot`).
+//! `Pool::alloc_uninit_into` is the same operation as `pmemobj_alloc`
+//! without constructor: the object's bytes are left as they were, only its
+//! header is written. Where the API differs: it is typed, so SIZE must be
+//! one of the sizes listed in [`SIZES`] (the object is `[u8; SIZE]`). The
+//! slots live in the root's block (see `BlockRoot`).
 
 use crate::common::{Args, BenchError, Ctx, Result};
 use crate::ptr_array::{check_allocated, check_freed, ptr_array};
@@ -56,7 +57,7 @@ fn sized<const N: usize>(ctx: &Ctx, pool: &Pool, n: u64) -> Result<()> {
     let phase = ctx.start(pool);
     for i in 0..n {
         let slot: PPtr<PPtr<[u8; N]>> = arr.at(i);
-        pool.alloc_into(slot, TYPE_NUM, |_| {})?;
+        pool.alloc_uninit_into(slot, TYPE_NUM)?;
     }
     let secs = phase.secs();
     phase.report(ctx, pool, &format!("atomic_alloc_{N}"), 1, n, secs, "");

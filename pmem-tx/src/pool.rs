@@ -284,7 +284,7 @@ impl Pool {
             return self.checked_root(make(existing), size);
         }
         let off = self.transaction(|tx| -> Result<u64> {
-            let off = tx.reserve(size, ROOT_TYPE_NUM, true)?;
+            let off = tx.reserve(size, ROOT_TYPE_NUM, crate::tx::Fill::Zero)?;
             tx.set_state_u64(ROOT_SIZE_FIELD, size)?;
             tx.set_state_u64(ROOT_OFFSET_FIELD, off)?;
             Ok(off)
@@ -310,6 +310,36 @@ impl Pool {
             tx.redo_store_u64(dest_off, self.id)?;
             tx.redo_store_u64(dest_off + 8, p.offset())?;
             Ok(p)
+        })
+    }
+
+    /// Allocates a `T` without writing its bytes and stores a pointer to
+    /// it into `*dest`, crash-atomically and outside any transaction
+    /// (libpmemobj's `pmemobj_alloc` without a constructor). The object
+    /// holds whatever bytes its block held (a valid `T`, since `T` is
+    /// plain data, but arbitrary: typically a freed object's content); write
+    /// it in a transaction before relying on it. Costs the same two fences
+    /// as [`alloc_into`](Self::alloc_into) but flushes only the allocation
+    /// header, which matters for large objects.
+    pub fn alloc_uninit_into<T: Persistent>(
+        &self,
+        dest: PPtr<PPtr<T>>,
+        type_num: u64,
+    ) -> Result<PPtr<T>> {
+        let dest_off = self.check_typed(dest)?;
+        self.transaction(|tx| -> Result<PPtr<T>> {
+            let size = size_of::<T>().max(1) as u64;
+            if align_of::<T>() > 16 {
+                return Err(Error::BadPointer {
+                    offset: 0,
+                    size,
+                    reason: "types aligned to more than 16 bytes cannot be allocated",
+                });
+            }
+            let off = tx.reserve(size, type_num, crate::tx::Fill::Keep)?;
+            tx.redo_store_u64(dest_off, self.id)?;
+            tx.redo_store_u64(dest_off + 8, off)?;
+            Ok(PPtr::from_raw(self.id, off))
         })
     }
 

@@ -38,6 +38,18 @@ use pmem_alloc::{FreeTicket, RedoOp, Reservation};
 use pmem_pool::lane::{bump_generation, store_generation};
 use pmem_pool::ulog::{CONTINUE_RESERVE, CommitInfo, EntryKind, LogArea, LogWriter, entry_size};
 
+/// What `Tx::reserve` does with a new block's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// Zeroed.
+    Zero,
+    /// The caller writes it in this transaction.
+    Caller,
+    /// Left as it is (it holds whatever bytes were there): neither
+    /// written, flushed nor checksummed.
+    Keep,
+}
+
 /// Most bytes a commit checksums to save the fence between data and
 /// commit record; above it the strict path costs less than the CRC.
 pub const CRC_LIMIT: u64 = 2048;
@@ -513,10 +525,13 @@ impl<'p> Tx<'p> {
     }
 
     /// Reserves a block of `size` bytes with `type_num`, writes its
-    /// allocation header, and takes it into the transaction: locked, not
-    /// snapshotted (it was no object), flushed at commit, published at
-    /// commit, given back if the transaction aborts. Returns its offset.
-    pub(crate) fn reserve(&mut self, size: u64, type_num: u64, zero: bool) -> Result<u64> {
+    /// allocation header, and takes it into the transaction: published at
+    /// commit, given back if the transaction aborts. With `Fill::Zero` or
+    /// `Fill::Caller` it is locked, not snapshotted (it was no object),
+    /// flushed and checksummed at commit; with `Fill::Keep` only its
+    /// header is (this transaction never writes its data). Returns its
+    /// offset.
+    pub(crate) fn reserve(&mut self, size: u64, type_num: u64, fill: Fill) -> Result<u64> {
         let heap = self.pool.heap()?;
         let p = self.pool.raw.persister();
         {
@@ -525,22 +540,24 @@ impl<'p> Tx<'p> {
                 return Err(Error::Aborted);
             }
         }
-        // A fresh block is nobody's, so locking it must never wait: its
-        // stripes can only be held because they alias bytes another
-        // transaction uses, and waiting for those while holding our own
-        // can deadlock. Set such a block aside (it is given back at the
-        // end) and take another; give up trying after a few.
         let mut r = self.pool.reserve_block(size, type_num)?;
-        for _ in 0..FRESH_TRIES {
-            if self.try_lock_fresh(r.off, r.usable.max(1)) {
-                break;
+        if fill != Fill::Keep {
+            // A fresh block is nobody's, so locking it must never wait: its
+            // stripes can only be held because they alias bytes another
+            // transaction uses, and waiting for those while holding our own
+            // can deadlock. Set such a block aside (it is given back at the
+            // end) and take another; give up trying after a few.
+            for _ in 0..FRESH_TRIES {
+                if self.try_lock_fresh(r.off, r.usable.max(1)) {
+                    break;
+                }
+                let next = self.pool.reserve_block(size, type_num)?;
+                self.shared
+                    .inner
+                    .borrow_mut()
+                    .dropped
+                    .push(std::mem::replace(&mut r, next));
             }
-            let next = self.pool.reserve_block(size, type_num)?;
-            self.shared
-                .inner
-                .borrow_mut()
-                .dropped
-                .push(std::mem::replace(&mut r, next));
         }
         let (off, usable) = (r.off, r.usable);
         // SAFETY: the reservation is ours alone until commit or cancel.
@@ -548,14 +565,22 @@ impl<'p> Tx<'p> {
         {
             let mut inner = self.shared.inner.borrow_mut();
             inner.reserved.push(r);
-            // Fresh: nothing to snapshot, flushed and checksummed at
-            // commit with its allocation header.
             let (a, b) = (off, off + usable.max(1));
-            inner.covered.insert(a, b);
-            inner.dirty.push((a - ALLOC_HEADER_SIZE, b));
-            inner.fresh.push((a - ALLOC_HEADER_SIZE, b));
+            let h = a - ALLOC_HEADER_SIZE;
+            if fill == Fill::Keep {
+                // Not covered: a write later in this transaction would be
+                // snapshotted (and so flushed and checksummed) as usual.
+                inner.dirty.push((h, a));
+                inner.fresh.push((h, a));
+            } else {
+                // Fresh: nothing to snapshot, flushed and checksummed at
+                // commit with its allocation header.
+                inner.covered.insert(a, b);
+                inner.dirty.push((h, b));
+                inner.fresh.push((h, b));
+            }
         }
-        if zero {
+        if fill == Fill::Zero {
             // SAFETY: a block reserved by this transaction, locked
             // exclusively by it, that no reference can point to yet.
             unsafe { std::ptr::write_bytes(p.base().add(off as usize), 0, size as usize) };
@@ -591,13 +616,14 @@ impl<'p> Tx<'p> {
                 reason: "types aligned to more than 16 bytes cannot be allocated",
             });
         }
-        let off = self.reserve(size_of::<T>().max(1) as u64, type_num, zero)?;
+        let fill = if zero { Fill::Zero } else { Fill::Caller };
+        let off = self.reserve(size_of::<T>().max(1) as u64, type_num, fill)?;
         Ok(PPtr::from_raw(self.pool.id, off))
     }
 
     /// Allocates `size` bytes with `type_num`, zeroed.
     pub fn alloc_bytes(&mut self, size: u64, type_num: u64) -> Result<PPtr<u8>> {
-        let off = self.reserve(size.max(1), type_num, true)?;
+        let off = self.reserve(size.max(1), type_num, Fill::Zero)?;
         Ok(PPtr::from_raw(self.pool.id, off))
     }
 

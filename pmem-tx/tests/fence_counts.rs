@@ -115,11 +115,22 @@ fn fences_per_allocation() {
         p.alloc_into(slot(1), 1, |o| *o = [2; 6]).unwrap();
     });
     let atomic_free = count(&p, || p.free_from(slot(1)).unwrap());
+    // A page-sized object: only its allocation header is flushed.
+    let pages = p.root::<[PPtr<[u8; 4096]>; 16]>().unwrap();
+    let page = pages.index(2).unwrap();
+    p.alloc_uninit_into(page, 1).unwrap();
+    p.free_from(page).unwrap();
+    let uninit_page = count(&p, || {
+        p.alloc_uninit_into(page, 1).unwrap();
+    });
+    let free_page = count(&p, || p.free_from(page).unwrap());
     println!("fences/flushed lines per allocation (Sim):");
     println!("  tx alloc 48 B + store ptr  {tx_alloc:?}");
     println!("  tx free + null ptr         {tx_free:?}");
     println!("  atomic alloc into a slot   {atomic_alloc:?}");
     println!("  atomic free from a slot    {atomic_free:?}");
+    println!("  uninit alloc of 4 KiB      {uninit_page:?}");
+    println!("  atomic free of 4 KiB       {free_page:?}");
     // Snapshot; data, redo entries and checksummed commit record; apply.
     // The generation bump is fenced by the next drain.
     assert_eq!(tx_alloc.0, 3);
@@ -127,6 +138,12 @@ fn fences_per_allocation() {
     // Data, redo entries and commit record; apply.
     assert_eq!(atomic_alloc.0, 2);
     assert_eq!(atomic_free.0, 2);
+    assert_eq!(uninit_page.0, 2);
+    assert!(
+        uninit_page.1 <= 12,
+        "{uninit_page:?}: the page's data was flushed"
+    );
+    assert_eq!(free_page.0, 2);
     assert_eq!(
         p.objects(Some(1)).unwrap().len(),
         1,
