@@ -262,11 +262,10 @@ pub struct Recovered {
     pub was: LaneState,
 }
 
-/// Stores `generation + 1` into lane `i`'s generation word and flushes it,
-/// without a fence: the O(1) invalidation of both of its logs, durable at
-/// the next drain. The generation wraps from `u64::MAX` to 0 (only a
-/// corrupt pool gets there; it must be recovered, not panic).
-pub fn store_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) {
+/// Stores `generation + 1` into lane `i`'s generation word, without
+/// flushing it: the O(1) invalidation of both of its logs, durable once a
+/// later flush and drain cover the word.
+pub fn write_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) {
     let off = layout.generation_off(i);
     debug_assert!(off + 8 <= p.len() && off.is_multiple_of(8));
     // SAFETY: the caller holds lane `i` (or is the only user of the pool,
@@ -275,7 +274,15 @@ pub fn store_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: 
     unsafe {
         (p.base().add(off) as *mut u64).write_volatile(generation.wrapping_add(1).to_le());
     }
-    p.flush(off, 8);
+}
+
+/// Stores `generation + 1` into lane `i`'s generation word and flushes it,
+/// without a fence: the O(1) invalidation of both of its logs, durable at
+/// the next drain. The generation wraps from `u64::MAX` to 0 (only a
+/// corrupt pool gets there; it must be recovered, not panic).
+pub fn store_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) {
+    write_generation(p, layout, i, generation);
+    p.flush(layout.generation_off(i), 8);
 }
 
 /// [`store_generation`], then a drain: the invalidation is durable when

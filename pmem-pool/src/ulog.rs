@@ -329,14 +329,18 @@ impl LogWriter {
             buf[ENTRY_HEADER..ENTRY_HEADER + payload.len()].copy_from_slice(payload);
             let n = ENTRY_HEADER + payload.len();
             if self.batched {
-                debug_assert!(at + n <= p.len());
-                // SAFETY: the caller owns the entry's bytes, inside the
-                // mapping (the area lies in it); `buf` is a local.
-                unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p.base().add(at), n) };
-                self.unflushed = Some(match self.unflushed {
-                    Some((a, b)) => (a.min(at), b.max(at + n)),
-                    None => (at, at + n),
-                });
+                // Whole words: the payload padding is zero in `buf`.
+                let n = n.next_multiple_of(8);
+                // SAFETY: the caller owns the entry's bytes (its padded
+                // size), inside the mapping; entries are 8-aligned; `buf`
+                // is a local.
+                unsafe { p.stream_words(at, &buf[..n]) };
+                if !p.streams_words() {
+                    self.unflushed = Some(match self.unflushed {
+                        Some((a, b)) => (a.min(at), b.max(at + n)),
+                        None => (at, at + n),
+                    });
+                }
             } else {
                 // SAFETY: the caller owns the entry's bytes.
                 unsafe { p.memcpy_nodrain(at, &buf[..n]) };

@@ -1,5 +1,5 @@
-//! Lazy log invalidation: a transaction's generation bump is stored and
-//! flushed at commit, but fenced by the next drain of any transaction.
+//! Lazy log invalidation: a transaction's generation bump is stored at
+//! commit, but flushed and fenced by the next drain of any transaction.
 //!
 //! A transaction's commit record carries a checksum of its data, so data
 //! and record share one fence and recovery keeps the transaction whenever
@@ -34,22 +34,49 @@ pub(crate) struct Invalidation {
     deferred: Box<[Mutex<Vec<FreeTicket>>]>,
     /// Tickets in all `deferred` lists (a hint: checked without locks).
     deferred_count: AtomicUsize,
+    /// Each lane's current generation, as last stored: read by the lane's
+    /// next holder instead of the generation word, whose line the last
+    /// flush may have evicted (clwb does on some CPUs).
+    generations: Box<[AtomicU64]>,
 }
 
 impl Invalidation {
-    pub(crate) fn new(lanes: u32) -> Self {
+    /// `generation(lane)` reads lane `lane`'s generation word from the
+    /// pool (recovery is done).
+    pub(crate) fn new(lanes: u32, generation: impl Fn(u32) -> u64) -> Self {
         let words = (lanes as usize).div_ceil(64);
         Invalidation {
             mask: (0..words).map(|_| AtomicU64::new(0)).collect(),
             deferred: (0..lanes).map(|_| Mutex::new(Vec::new())).collect(),
             deferred_count: AtomicUsize::new(0),
+            generations: (0..lanes).map(|l| AtomicU64::new(generation(l))).collect(),
         }
     }
 
-    /// Records that `lane`'s generation word was stored and flushed but not
-    /// fenced. Called by the holder of the lane, after the store.
+    /// Lane `lane`'s generation (the caller holds the lane; the lane set's
+    /// hand-over orders this with the previous holder's
+    /// [`set_generation`](Self::set_generation)).
+    pub(crate) fn generation(&self, lane: u32) -> u64 {
+        self.generations[lane as usize].load(Ordering::Relaxed)
+    }
+
+    /// Records the generation the holder of `lane` just stored.
+    pub(crate) fn set_generation(&self, lane: u32, generation: u64) {
+        self.generations[lane as usize].store(generation, Ordering::Relaxed);
+    }
+
+    /// Records that `lane`'s generation word is stored but not made
+    /// durable. Called by the holder of the lane, before the store (a
+    /// flush that comes between flushes nothing new, but the mark stays
+    /// until the holder's next drain, and any transaction that depends on
+    /// this one's changes acquires their locks after the store).
     pub(crate) fn mark(&self, lane: u32) {
-        self.mask[lane as usize / 64].fetch_or(1 << (lane % 64), Ordering::Release);
+        let word = &self.mask[lane as usize / 64];
+        let bit = 1u64 << (lane % 64);
+        // Only the holder sets or clears its bit, so a set bit stays set.
+        if word.load(Ordering::Relaxed) & bit == 0 {
+            word.fetch_or(bit, Ordering::Release);
+        }
     }
 
     /// Whether any lane's bump is unfenced.

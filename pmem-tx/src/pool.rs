@@ -151,7 +151,13 @@ impl Pool {
             recovered,
             heap,
             root_lock: Mutex::new(()),
-            inval: Invalidation::new(layout.count),
+            inval: Invalidation::new(layout.count, |lane| {
+                // SAFETY: a lane's generation word, 8-aligned inside the
+                // live mapping; recovery is done and nothing writes it yet.
+                u64::from_le(unsafe {
+                    (raw.base().add(layout.generation_off(lane)) as *const u64).read_volatile()
+                })
+            }),
             seq: AtomicU64::new(1),
             raw,
         })

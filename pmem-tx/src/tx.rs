@@ -35,7 +35,7 @@ use crate::pool::Pool;
 use crate::ptr::{PPtr, Persistent};
 use pmem_alloc::layout::ALLOC_HEADER_SIZE;
 use pmem_alloc::{FreeTicket, RedoOp, Reservation};
-use pmem_pool::lane::{bump_generation, store_generation};
+use pmem_pool::lane::{store_generation, write_generation};
 use pmem_pool::ulog::{CONTINUE_RESERVE, CommitInfo, EntryKind, LogArea, LogWriter, entry_size};
 
 /// What `Tx::reserve` does with a new block's data.
@@ -717,11 +717,7 @@ impl<'p> Tx<'p> {
         };
         LANE_HINT.with(|h| h.set(lane));
         let layout = &self.pool.layout;
-        let goff = layout.generation_off(lane);
-        // SAFETY: the generation word of a lane we now hold exclusively,
-        // 8-aligned inside the mapping.
-        let generation =
-            u64::from_le(unsafe { (self.pool.raw.base().add(goff) as *const u64).read_volatile() });
+        let generation = self.pool.inval.generation(lane);
         inner.lane = Some(lane);
         inner.generation = generation;
         inner.undo = Some(LogWriter::new_batched(
@@ -984,6 +980,12 @@ impl<'p> Tx<'p> {
         }
         self.ensure_lane(inner);
         let lane = inner.lane.ok_or(Error::Aborted)?;
+        // Before the first flush of the commit: a locked read-modify-write
+        // waits for every flush in flight, as a fence does.
+        let seq = self
+            .pool
+            .seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let covered: u64 = inner.entries.iter().map(|e| u64::from(e.len)).sum::<u64>()
             + inner.fresh.iter().map(|(a, b)| b - a).sum::<u64>();
         let mut strict = inner.unsnapped || covered > CRC_LIMIT || !inner.overflow.is_empty();
@@ -1020,10 +1022,7 @@ impl<'p> Tx<'p> {
         // blocks must not be reused before the bump is durable).
         strict |= !inner.overflow.is_empty();
         let mut info = CommitInfo {
-            seq: self
-                .pool
-                .seq
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            seq,
             n_undo: u32::try_from(inner.entries.len()).unwrap_or(u32::MAX),
             data_crc: 0,
             flags: 0,
@@ -1054,18 +1053,36 @@ impl<'p> Tx<'p> {
         // The commit point.
         self.drain(inner)?;
         if heap_ops {
+            // Every read-modify-write first, then the flushes: a locked
+            // instruction waits for the flushes in flight before it.
             for op in &inner.redo {
                 apply(p, *op);
+            }
+            for op in &inner.redo {
+                let (RedoOp::Set64 { off, .. }
+                | RedoOp::Or64 { off, .. }
+                | RedoOp::AndNot64 { off, .. }) = *op;
+                p.flush(off as usize, 8);
             }
             // The heap metadata is updated (before the bump below can
             // become durable).
             self.drain(inner)?;
         }
-        store_generation(p, &self.pool.layout, lane, inner.generation);
+        self.pool
+            .inval
+            .set_generation(lane, inner.generation.wrapping_add(1));
         if inner.overflow.is_empty() {
+            // Not flushed here: every later drain flushes the marked
+            // lanes' words, and a flush in flight would make every locked
+            // instruction until then (releasing the locks and the lane)
+            // wait for it.
+            // Marked first: a locked instruction after the store would
+            // wait for it (its line is usually not cached any more).
             self.pool.inval.mark(lane);
+            write_generation(p, &self.pool.layout, lane, inner.generation);
         } else {
             // Overflow blocks go back to the heap now: the bump first.
+            store_generation(p, &self.pool.layout, lane, inner.generation);
             p.drain()?;
         }
         inner.entries.clear();
@@ -1148,7 +1165,11 @@ impl<'p> Tx<'p> {
                     }
                 }
                 p.drain()?;
-                bump_generation(p, &self.pool.layout, lane, inner.generation)?;
+                store_generation(p, &self.pool.layout, lane, inner.generation);
+                self.pool
+                    .inval
+                    .set_generation(lane, inner.generation.wrapping_add(1));
+                p.drain()?;
                 // The lane's word is durable: so is its previous bump.
                 inner.settled = true;
                 self.pool.inval.settled(lane, self.pool.heap.as_ref());
@@ -1196,7 +1217,7 @@ impl Drop for Tx<'_> {
     }
 }
 
-/// Applies one redo operation to the mapping and flushes its word. Atomic
+/// Applies one redo operation to the mapping (the caller flushes). Atomic
 /// read-modify-writes: other transactions may change other bits of the
 /// same bitmap word at the same time.
 fn apply(p: &pmem_pool::Persister, op: RedoOp) {
@@ -1216,7 +1237,6 @@ fn apply(p: &pmem_pool::Persister, op: RedoOp) {
     // is shared (heap metadata is not part of any object).
     let word = unsafe { AtomicU64::from_ptr(p.base().add(off as usize) as *mut u64) };
     f(word);
-    p.flush(off as usize, 8);
 }
 
 impl Tx<'_> {

@@ -254,6 +254,36 @@ impl Persister {
         }
     }
 
+    /// Whether [`stream_words`](Self::stream_words) makes data durable
+    /// without a flush (Pmem mode).
+    #[inline]
+    pub fn streams_words(&self) -> bool {
+        matches!(self.imp, Imp::Pmem(_))
+    }
+
+    /// Copies `src` (a multiple of 8 bytes) to the 8-aligned `off` with
+    /// non-temporal 8-byte stores when [`streams_words`](Self::streams_words)
+    /// (durable after the next drain, no flush), else with plain stores
+    /// the caller must flush.
+    ///
+    /// # Safety
+    /// As for [`memcpy_nodrain`](Self::memcpy_nodrain); `off` 8-aligned
+    /// and `src.len()` a multiple of 8.
+    #[inline]
+    pub unsafe fn stream_words(&self, off: usize, src: &[u8]) {
+        let (off, len) = self.clamp(off, src.len());
+        debug_assert!(off.is_multiple_of(8) && len.is_multiple_of(8));
+        // SAFETY: the clamped range lies inside the mapping.
+        let dst = unsafe { self.base.add(off) };
+        match &self.imp {
+            // SAFETY: caller guarantees exclusive access, alignment and
+            // length; src has len bytes and does not overlap dst.
+            Imp::Pmem(_) => unsafe { nt::stream_words(dst, src.as_ptr(), len & !7) },
+            // SAFETY: as above.
+            _ => unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, len) },
+        }
+    }
+
     /// Fills `off..off+len` with `byte` and starts making it durable.
     ///
     /// # Safety

@@ -171,6 +171,27 @@ pub unsafe fn memcpy_nt_nodrain(c: CacheFns, dst: *mut u8, src: *const u8, len: 
     unsafe { copy_split(c.nt, Some(c.flush), dst, src, len) }
 }
 
+/// Streams `len` bytes (a multiple of 8) to an 8-aligned `dst` with 8-byte
+/// non-temporal stores (`movnti`, baseline on x86-64): no read for
+/// ownership of the destination lines and no flush needed, durable after
+/// the next fence. For small records written once and not read back (log
+/// entries), whose lines a previous flush may have evicted.
+///
+/// # Safety
+/// `dst..dst+len` mapped and exclusively accessed, 8-aligned; `src` holds
+/// `len` bytes; `len` is a multiple of 8.
+#[inline]
+pub unsafe fn stream_words(dst: *mut u8, src: *const u8, len: usize) {
+    debug_assert!((dst as usize).is_multiple_of(8) && len.is_multiple_of(8));
+    let d = dst as *mut i64;
+    let s = src as *const i64;
+    for i in 0..len / 8 {
+        // SAFETY: caller's contract: word `i` lies inside both ranges and
+        // `dst` is 8-aligned; `src` may be unaligned (read_unaligned).
+        unsafe { core::arch::x86_64::_mm_stream_si64(d.add(i), s.add(i).read_unaligned()) };
+    }
+}
+
 /// The streaming path of [`memset_nodrain`] whatever the length.
 ///
 /// # Safety
@@ -266,6 +287,26 @@ unsafe fn fill_split(kind: NtKind, flush: Option<FlushInstr>, dst: *mut u8, byte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_words_copies_exactly_the_words() {
+        let src: Vec<u8> = (0..512).map(|i| (i * 7 + 1) as u8).collect();
+        for at in (0..128).step_by(8) {
+            for len in (0..=256).step_by(8) {
+                let mut buf = vec![u64::from_ne_bytes([0xee; 8]); 64];
+                let base = buf.as_mut_ptr() as *mut u8;
+                // SAFETY: `at + len <= 384 < 512`, the u64 buffer's byte
+                // size; `base + at` is 8-aligned; `src` has 512 bytes.
+                unsafe { stream_words(base.add(at), src.as_ptr().add(3), len) };
+                super::super::flush::sfence();
+                // SAFETY: reading back the 512 bytes of `buf`.
+                let got = unsafe { std::slice::from_raw_parts(base, 512) };
+                assert_eq!(&got[at..at + len], &src[3..3 + len]);
+                assert!(got[..at].iter().all(|&b| b == 0xee));
+                assert!(got[at + len..].iter().all(|&b| b == 0xee));
+            }
+        }
+    }
 
     #[test]
     fn split_covers_range() {
