@@ -148,6 +148,13 @@ impl RangeLocks {
         self.try_exclusive(s, token, false, false)
     }
 
+    /// The stripe word of the granule holding `off`, as a pointer (for a
+    /// prefetch: `pool.rs` starts loading it so that its miss overlaps
+    /// the data's).
+    pub(crate) fn word_ptr(&self, off: u64) -> *const u64 {
+        self.words[((off >> GRANULE_SHIFT) % STRIPES) as usize].as_ptr()
+    }
+
     pub(crate) fn lock_shared(&self, s: u32) -> bool {
         self.try_shared(s, false) || self.wait(s, |w| self.try_shared(s, w))
     }
