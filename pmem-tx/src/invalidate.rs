@@ -79,7 +79,8 @@ impl Invalidation {
         }
     }
 
-    /// Whether any lane's bump is unfenced.
+    /// Whether any lane's bump may be unfenced (marks stay set once a
+    /// lane was used, so this is true after the first commit).
     pub(crate) fn any(&self) -> bool {
         self.mask.iter().any(|m| m.load(Ordering::Acquire) != 0)
     }
@@ -87,26 +88,33 @@ impl Invalidation {
     /// Flushes the generation word of every lane with an unfenced bump (no
     /// fence: the caller drains next). Flushing is coherent across cores,
     /// so the bump stored by another thread is written back by this one.
-    pub(crate) fn flush_pending(&self, p: &Persister, layout: &LaneLayout) {
+    /// `skip`: a lane whose word the caller knows is durable (its own,
+    /// settled earlier in the same transaction: flushing it again would
+    /// evict the line the commit is about to store into).
+    pub(crate) fn flush_pending(&self, p: &Persister, layout: &LaneLayout, skip: Option<u32>) {
+        let skip = skip.map_or(usize::MAX, |l| l as usize);
         for (w, m) in self.mask.iter().enumerate() {
             let mut bits = m.load(Ordering::Acquire);
             while bits != 0 {
                 let lane = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                p.flush(layout.generation_off(lane as u32), 8);
+                if lane != skip {
+                    p.flush(layout.generation_off(lane as u32), 8);
+                }
             }
         }
     }
 
     /// Called by the holder of `lane` after a drain that followed
-    /// [`flush_pending`](Self::flush_pending): its bump is durable, so its
-    /// mark is cleared and the frees that waited for it go back to `heap`.
+    /// [`flush_pending`](Self::flush_pending): its bump is durable, so the
+    /// frees that waited for it go back to `heap`.
+    ///
+    /// The lane's mark stays set (a later drain flushes a word that is
+    /// already durable, which costs little): clearing it would take a
+    /// locked instruction right after the fence, and a locked instruction
+    /// waits for every flush in flight, turning the fence's latency, which
+    /// would otherwise overlap the caller's next work, into a stall.
     pub(crate) fn settled(&self, lane: u32, heap: Option<&Heap>) {
-        let bit = 1u64 << (lane % 64);
-        let word = &self.mask[lane as usize / 64];
-        if word.load(Ordering::Relaxed) & bit != 0 {
-            word.fetch_and(!bit, Ordering::Release);
-        }
         if self.deferred_count.load(Ordering::Acquire) > 0 {
             let mut list = lock(&self.deferred[lane as usize]);
             if !list.is_empty() {
@@ -153,7 +161,7 @@ impl Invalidation {
             .iter()
             .flat_map(|d| std::mem::take(&mut *lock(d)))
             .collect();
-        self.flush_pending(p, layout);
+        self.flush_pending(p, layout, None);
         let r = p.drain();
         match r {
             Ok(()) => self.release(tickets, heap),

@@ -139,6 +139,8 @@ struct Inner {
     /// Whether this transaction drained since it took its lane (its lane's
     /// previous bump is then durable).
     settled: bool,
+    /// Whether it locked bytes exclusively since its last drain.
+    locked_since_drain: bool,
     /// Heap blocks the logs continue in: never published, given back once
     /// the generation bump has made their entries stale.
     overflow: Vec<Reservation>,
@@ -184,10 +186,12 @@ impl Inner {
             fresh,
             unsnapped,
             settled,
+            locked_since_drain,
         } = self;
         fresh.clear();
         *unsnapped = false;
         *settled = false;
+        *locked_since_drain = false;
         *generation = 0;
         *undo = None;
         covered.clear();
@@ -761,6 +765,9 @@ impl<'p> Tx<'p> {
                 return Err(Error::Pool(pmem_pool::Error::ReadOnly));
             }
             self.ensure_lane(inner);
+            // Bytes taken over from another transaction: this one now
+            // depends on it (see the commit's `seq`).
+            inner.locked_since_drain = true;
         }
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;
         let locks = &self.pool.locks;
@@ -950,8 +957,10 @@ impl<'p> Tx<'p> {
     /// the lane's own previous bump.
     fn drain(&self, inner: &mut Inner) -> Result<()> {
         let p = self.pool.raw.persister();
-        self.pool.inval.flush_pending(p, &self.pool.layout);
+        let own = if inner.settled { inner.lane } else { None };
+        self.pool.inval.flush_pending(p, &self.pool.layout, own);
         p.drain()?;
+        inner.locked_since_drain = false;
         if let (Some(lane), false) = (inner.lane, inner.settled) {
             inner.settled = true;
             self.pool.inval.settled(lane, self.pool.heap.as_ref());
@@ -980,12 +989,24 @@ impl<'p> Tx<'p> {
         }
         self.ensure_lane(inner);
         let lane = inner.lane.ok_or(Error::Aborted)?;
-        // Before the first flush of the commit: a locked read-modify-write
-        // waits for every flush in flight, as a fence does.
-        let seq = self
-            .pool
-            .seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Commit order matters only between committed logs that can be
+        // valid at once and depend on each other. Every drain persists the
+        // pending bumps of the transactions whose bytes this one locked
+        // before it, so a later one's log can be valid together with an
+        // earlier one's only if it locked bytes exclusively after its last
+        // drain (or never drained: no snapshot). Those take the next
+        // number; the others keep 0, which orders them before any
+        // transaction that depends on them. This spares a snapshotting
+        // transaction a locked instruction after its snapshot fence, which
+        // would wait for that fence instead of letting it overlap the
+        // commit's work.
+        let seq = if inner.entries.is_empty() || inner.locked_since_drain {
+            self.pool
+                .seq
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        } else {
+            0
+        };
         let covered: u64 = inner.entries.iter().map(|e| u64::from(e.len)).sum::<u64>()
             + inner.fresh.iter().map(|(a, b)| b - a).sum::<u64>();
         let mut strict = inner.unsnapped || covered > CRC_LIMIT || !inner.overflow.is_empty();
