@@ -176,7 +176,7 @@ fn committed_redo_log_is_a_note_until_open_applies_it() {
     assert_eq!(out.status.code(), Some(0), "{t}");
     assert!(
         t.contains(
-            "lane 0: committed transaction not yet applied: the next open applies 2 redo records"
+            "lane 0: committed transaction whose log is still live: the next open re-applies 2 redo records (changing nothing if they were applied) and retires it"
         ),
         "{t}"
     );

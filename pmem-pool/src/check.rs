@@ -84,8 +84,11 @@ pub fn lane_sentence(lane: u32, state: &LaneState) -> Option<String> {
             "lane {lane}: interrupted transaction: the next open rolls back {} ({bytes} bytes)",
             plural(*entries, "snapshot", "snapshots")
         ),
+        LaneState::RedoPending { entries: 0 } => format!(
+            "lane {lane}: committed transaction whose log is still live (its retirement is made durable lazily): the next open retires it"
+        ),
         LaneState::RedoPending { entries } => format!(
-            "lane {lane}: committed transaction not yet applied: the next open applies {}",
+            "lane {lane}: committed transaction whose log is still live: the next open re-applies {} (changing nothing if they were applied) and retires it",
             plural(*entries, "redo record", "redo records")
         ),
         LaneState::Damaged => format!(
@@ -366,7 +369,12 @@ mod tests {
         );
         assert_eq!(
             lane_sentence(5, &LaneState::RedoPending { entries: 4 }).unwrap(),
-            "lane 5: committed transaction not yet applied: the next open applies 4 redo records"
+            "lane 5: committed transaction whose log is still live: the next open re-applies 4 redo records (changing nothing if they were applied) and retires it"
+        );
+        assert!(
+            lane_sentence(6, &LaneState::RedoPending { entries: 0 })
+                .unwrap()
+                .contains("log is still live (its retirement is made durable lazily)")
         );
         let d = lane_sentence(7, &LaneState::Damaged).unwrap();
         assert!(
