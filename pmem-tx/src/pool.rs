@@ -115,8 +115,17 @@ impl Pool {
             // SAFETY: the mapping is live for `raw`'s life and nothing writes
             // to it (read-only); the slice is dropped at the end of the block.
             let bytes = unsafe { std::slice::from_raw_parts(raw.base(), raw.size() as usize) };
+            // A committed transaction whose log is only not retired yet
+            // (nothing to re-apply: its data is in place and checked) is
+            // what every crash leaves behind under lazy invalidation; it
+            // needs no recovery to be read.
             let pending: Vec<u32> = (0..layout.count)
-                .filter(|&i| pmem_pool::lane::inspect(bytes, &layout, i) != LaneState::Idle)
+                .filter(|&i| {
+                    !matches!(
+                        pmem_pool::lane::inspect(bytes, &layout, i),
+                        LaneState::Idle | LaneState::RedoPending { entries: 0 }
+                    )
+                })
                 .collect();
             if !pending.is_empty() {
                 return Err(Error::NeedsRecovery { lanes: pending });
