@@ -739,12 +739,10 @@ impl Heap {
     /// Called after the redo ops of a commit were applied and the log
     /// invalidated: published reservations are now allocated objects, and
     /// freed blocks and spans become reservable again (only now).
-    pub fn after_commit(&self, published: Vec<Reservation>, freed: Vec<FreeTicket>) {
+    pub fn after_commit(&self, published: Vec<Reservation>, mut freed: Vec<FreeTicket>) {
         // A published block stays unavailable: nothing to do for it.
         drop(published);
-        for t in freed {
-            self.release(t.slot);
-        }
+        self.release_frees(&mut freed);
     }
 
     /// The freeing half of [`after_commit`](Self::after_commit), draining

@@ -49,7 +49,7 @@ pub mod sync;
 pub use check::{HeapReport, check_bytes};
 pub use error::{Error, Result};
 pub use heap::{AllocInfo, ClassStats, FreeTicket, Heap, HeapRegion, HeapStats, Reservation};
-pub use media::apply_ops;
+pub use media::{apply_ops, apply_ops_nodrain};
 
 /// One persistent metadata change, applied from a redo log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,4 +75,15 @@ pub enum RedoOp {
         /// Bits to clear.
         mask: u64,
     },
+}
+
+impl RedoOp {
+    /// The pool offset of the word the op changes.
+    pub fn off(&self) -> u64 {
+        match *self {
+            RedoOp::Set64 { off, .. } | RedoOp::Or64 { off, .. } | RedoOp::AndNot64 { off, .. } => {
+                off
+            }
+        }
+    }
 }

@@ -115,13 +115,20 @@ impl<'a> Live<'a> {
     /// Applies redo ops to the words they name (atomic read-modify-write,
     /// as the transaction layer does), flushes them and drains once.
     pub fn apply(&self, ops: &[RedoOp]) -> Result<()> {
+        self.apply_nodrain(ops);
+        self.p.drain()?;
+        Ok(())
+    }
+
+    /// [`apply`](Self::apply) without the drain: every read-modify-write
+    /// first, then the flushes (a locked instruction waits for the flushes
+    /// in flight before it, so interleaving them would serialise each op
+    /// behind the previous op's write-back).
+    pub fn apply_nodrain(&self, ops: &[RedoOp]) {
         for op in ops {
-            let (off, a) = match *op {
-                RedoOp::Set64 { off, .. }
-                | RedoOp::Or64 { off, .. }
-                | RedoOp::AndNot64 { off, .. } => (off, self.atomic(off)),
+            let Some(a) = self.atomic(op.off()) else {
+                continue;
             };
-            let Some(a) = a else { continue };
             match *op {
                 RedoOp::Set64 { val, .. } => a.store(val, Ordering::Release),
                 RedoOp::Or64 { mask, .. } => {
@@ -131,10 +138,12 @@ impl<'a> Live<'a> {
                     a.fetch_and(!mask, Ordering::AcqRel);
                 }
             }
-            self.p.flush(off as usize, 8);
         }
-        self.p.drain()?;
-        Ok(())
+        for op in ops {
+            if in_range(op.off(), 8, self.p.len() as u64) {
+                self.p.flush(op.off() as usize, 8);
+            }
+        }
     }
 }
 
@@ -176,4 +185,16 @@ impl Media for Live<'_> {
 /// words, which are only ever accessed atomically).
 pub unsafe fn apply_ops(p: &Persister, ops: &[RedoOp]) -> Result<()> {
     Live::new(p).apply(ops)
+}
+
+/// [`apply_ops`] without the drain, for a caller that drains itself (the
+/// transaction layer, whose drains also persist other lanes' state).
+///
+/// # Safety
+/// `p` is the persister of the pool the ops were made for, and every op
+/// names a word no other thread accesses non-atomically meanwhile: a heap
+/// metadata word from `publish_ops`/`free_ops`, or a word the caller holds
+/// exclusively.
+pub unsafe fn apply_ops_nodrain(p: &Persister, ops: &[RedoOp]) {
+    Live::new(p).apply_nodrain(ops)
 }

@@ -285,13 +285,6 @@ pub fn store_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: 
     p.flush(layout.generation_off(i), 8);
 }
 
-/// [`store_generation`], then a drain: the invalidation is durable when
-/// this returns.
-pub fn bump_generation(p: &Persister, layout: &LaneLayout, i: u32, generation: u64) -> Result<()> {
-    store_generation(p, layout, i, generation);
-    p.drain()
-}
-
 /// Recovers every lane of a pool opened read-write, before anyone else
 /// uses it. Returns the lanes that needed work.
 ///

@@ -25,10 +25,11 @@ use pmem_pool::lane::LaneLayout;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-/// Which lanes have a stored but unfenced generation bump, and the frees
-/// that wait for it.
+/// Which lanes may have a stored but unfenced generation bump, and the
+/// frees that wait for it.
 pub(crate) struct Invalidation {
-    /// One bit per lane.
+    /// One bit per lane, set at its first lazy bump and never cleared
+    /// (see [`settled`](Self::settled)).
     mask: Box<[AtomicU64]>,
     /// Per lane: freed blocks to give back once the lane's bump is durable.
     deferred: Box<[Mutex<Vec<FreeTicket>>]>,
@@ -65,15 +66,16 @@ impl Invalidation {
         self.generations[lane as usize].store(generation, Ordering::Relaxed);
     }
 
-    /// Records that `lane`'s generation word is stored but not made
-    /// durable. Called by the holder of the lane, before the store (a
-    /// flush that comes between flushes nothing new, but the mark stays
-    /// until the holder's next drain, and any transaction that depends on
-    /// this one's changes acquires their locks after the store).
+    /// Records that `lane`'s generation word is about to be stored without
+    /// being made durable. Called by the holder of the lane before the
+    /// store: a flush that comes in between writes back nothing new, but
+    /// the mark stays, and any transaction that depends on this one's
+    /// changes acquires their locks after the store.
     pub(crate) fn mark(&self, lane: u32) {
         let word = &self.mask[lane as usize / 64];
         let bit = 1u64 << (lane % 64);
-        // Only the holder sets or clears its bit, so a set bit stays set.
+        // Marks are never cleared: after the lane's first commit this is
+        // a load, not a locked instruction.
         if word.load(Ordering::Relaxed) & bit == 0 {
             word.fetch_or(bit, Ordering::Release);
         }
@@ -116,14 +118,7 @@ impl Invalidation {
     /// would otherwise overlap the caller's next work, into a stall.
     pub(crate) fn settled(&self, lane: u32, heap: Option<&Heap>) {
         if self.deferred_count.load(Ordering::Acquire) > 0 {
-            let mut list = lock(&self.deferred[lane as usize]);
-            if !list.is_empty() {
-                self.deferred_count.fetch_sub(list.len(), Ordering::AcqRel);
-                match heap {
-                    Some(h) => h.release_frees(&mut list),
-                    None => list.clear(),
-                }
-            }
+            self.release(&mut lock(&self.deferred[lane as usize]), heap);
         }
     }
 
@@ -156,32 +151,30 @@ impl Invalidation {
         // Take the tickets first: each was deferred after its lane's bump
         // was stored, so the flush below writes that bump (or a later one)
         // back.
-        let tickets: Vec<FreeTicket> = self
+        let mut tickets: Vec<FreeTicket> = self
             .deferred
             .iter()
             .flat_map(|d| std::mem::take(&mut *lock(d)))
             .collect();
         self.flush_pending(p, layout, None);
         let r = p.drain();
-        match r {
-            Ok(()) => self.release(tickets, heap),
-            // Not durable: the blocks stay out of the heap's hands.
-            Err(_) => self
-                .deferred_count
-                .fetch_sub(tickets.len(), Ordering::AcqRel),
-        };
+        // Not durable: the blocks stay out of the heap's hands.
+        self.release(&mut tickets, heap.filter(|_| r.is_ok()));
         r
     }
 
-    fn release(&self, tickets: Vec<FreeTicket>, heap: Option<&Heap>) -> usize {
-        let n = tickets.len();
-        if n > 0 {
-            self.deferred_count.fetch_sub(n, Ordering::AcqRel);
-            if let Some(h) = heap {
-                h.after_commit(Vec::new(), tickets);
-            }
+    /// Gives `tickets` back to `heap` (or forgets them without one),
+    /// draining the list, and counts them out.
+    fn release(&self, tickets: &mut Vec<FreeTicket>, heap: Option<&Heap>) {
+        if tickets.is_empty() {
+            return;
         }
-        n
+        self.deferred_count
+            .fetch_sub(tickets.len(), Ordering::AcqRel);
+        match heap {
+            Some(h) => h.release_frees(tickets),
+            None => tickets.clear(),
+        }
     }
 }
 

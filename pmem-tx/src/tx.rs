@@ -1074,17 +1074,10 @@ impl<'p> Tx<'p> {
         // The commit point.
         self.drain(inner)?;
         if heap_ops {
-            // Every read-modify-write first, then the flushes: a locked
-            // instruction waits for the flushes in flight before it.
-            for op in &inner.redo {
-                apply(p, *op);
-            }
-            for op in &inner.redo {
-                let (RedoOp::Set64 { off, .. }
-                | RedoOp::Or64 { off, .. }
-                | RedoOp::AndNot64 { off, .. }) = *op;
-                p.flush(off as usize, 8);
-            }
+            // SAFETY: the ops come from the heap's `publish_ops`/`free_ops`
+            // and `redo_store_u64`: heap metadata words, only ever accessed
+            // atomically, and words this transaction holds exclusively.
+            unsafe { pmem_alloc::apply_ops_nodrain(p, &inner.redo) };
             // The heap metadata is updated (before the bump below can
             // become durable).
             self.drain(inner)?;
@@ -1092,13 +1085,14 @@ impl<'p> Tx<'p> {
         self.pool
             .inval
             .set_generation(lane, inner.generation.wrapping_add(1));
-        if inner.overflow.is_empty() {
+        let lazy = inner.overflow.is_empty();
+        if lazy {
             // Not flushed here: every later drain flushes the marked
             // lanes' words, and a flush in flight would make every locked
             // instruction until then (releasing the locks and the lane)
-            // wait for it.
-            // Marked first: a locked instruction after the store would
-            // wait for it (its line is usually not cached any more).
+            // wait for it. Marked first: a locked instruction after the
+            // store would wait for it (its line is usually not cached any
+            // more).
             self.pool.inval.mark(lane);
             write_generation(p, &self.pool.layout, lane, inner.generation);
         } else {
@@ -1109,7 +1103,7 @@ impl<'p> Tx<'p> {
         inner.entries.clear();
         inner.redo_written = false;
         self.return_overflow(inner);
-        self.finish_heap(inner, Some(lane));
+        self.finish_heap(inner, lazy.then_some(lane));
         Ok(())
     }
 
@@ -1134,14 +1128,15 @@ impl<'p> Tx<'p> {
     }
 
     /// Hands the heap what the commit published, freed and dropped. Frees
-    /// wait for `lane`'s bump to be durable unless it already is.
-    fn finish_heap(&self, inner: &mut Inner, lane: Option<u32>) {
+    /// wait for `pending`'s bump to be durable: the lane whose bump this
+    /// commit left unfenced, if any.
+    fn finish_heap(&self, inner: &mut Inner, pending: Option<u32>) {
         if let Some(heap) = self.pool.heap.as_ref() {
             // A published block stays unavailable: nothing to do for it.
             inner.reserved.clear();
-            match lane {
-                Some(l) if inner.overflow.is_empty() => self.pool.inval.defer(l, &mut inner.freed),
-                _ => heap.release_frees(&mut inner.freed),
+            match pending {
+                Some(l) => self.pool.inval.defer(l, &mut inner.freed),
+                None => heap.release_frees(&mut inner.freed),
             }
             for r in inner.dropped.drain(..) {
                 heap.cancel(r);
@@ -1236,28 +1231,6 @@ impl Drop for Tx<'_> {
             }
         }
     }
-}
-
-/// Applies one redo operation to the mapping (the caller flushes). Atomic
-/// read-modify-writes: other transactions may change other bits of the
-/// same bitmap word at the same time.
-fn apply(p: &pmem_pool::Persister, op: RedoOp) {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    let (off, f): (u64, &dyn Fn(&AtomicU64)) = match op {
-        RedoOp::Set64 { off, val } => (off, &move |w| w.store(val.to_le(), Ordering::Release)),
-        RedoOp::Or64 { off, mask } => (off, &move |w| {
-            w.fetch_or(mask.to_le(), Ordering::AcqRel);
-        }),
-        RedoOp::AndNot64 { off, mask } => (off, &move |w| {
-            w.fetch_and(!mask.to_le(), Ordering::AcqRel);
-        }),
-    };
-    debug_assert!(off.is_multiple_of(8) && off as usize + 8 <= p.len());
-    // SAFETY: the heap produced `off`: an 8-aligned metadata word inside
-    // the mapping, which is only ever accessed atomically while the pool
-    // is shared (heap metadata is not part of any object).
-    let word = unsafe { AtomicU64::from_ptr(p.base().add(off as usize) as *mut u64) };
-    f(word);
 }
 
 impl Tx<'_> {
