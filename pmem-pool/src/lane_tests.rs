@@ -602,25 +602,33 @@ fn commit_with_crc(sp: &SimPool, r: &mut LogWriter, seq: u64, n_undo: u32, data:
     unsafe { r.append_commit_info(&sp.p, &info) }.unwrap();
 }
 
+/// Lane `lane` at `generation` snapshots `at..` holding `old`, then
+/// writes `written` there. Returns the lane's redo writer, for its commit.
+fn snapshot_then_write(
+    sp: &SimPool,
+    lane: u32,
+    generation: u64,
+    at: usize,
+    old: &[u8],
+    written: &[u8],
+) -> LogWriter {
+    sp.set_generation(lane, generation);
+    sp.poke(at, old);
+    let mut u = sp.undo(lane);
+    sp.snapshot(&mut u, at, old.len());
+    sp.poke(at, written);
+    sp.redo(lane)
+}
+
 #[test]
 fn checksummed_commits_are_judged_by_their_data() {
     let sp = SimPool::new();
     let (old, new) = (pattern(20, 64), pattern(21, 64));
     // Lane 0: the data matches its record: committed, kept.
-    sp.set_generation(0, 3);
-    sp.poke(H, &old);
-    let mut u = sp.undo(0);
-    sp.snapshot(&mut u, H, 64);
-    sp.poke(H, &new);
-    let mut r = sp.redo(0);
+    let mut r = snapshot_then_write(&sp, 0, 3, H, &old, &new);
     commit_with_crc(&sp, &mut r, 1, 1, &[&new]);
     // Lane 1: the record reached the media, the data did not: rolled back.
-    sp.set_generation(1, 8);
-    sp.poke(H2, &old);
-    let mut u = sp.undo(1);
-    sp.snapshot(&mut u, H2, 64);
-    sp.poke(H2, &pattern(22, 64));
-    let mut r = sp.redo(1);
+    let mut r = snapshot_then_write(&sp, 1, 8, H2, &old, &pattern(22, 64));
     commit_with_crc(&sp, &mut r, 2, 1, &[&new]);
     // Lane 2: the record counts two undo entries but one is valid: the
     // lane's next transaction is rewriting the undo log, so this one
@@ -655,12 +663,7 @@ fn checksummed_commits_are_judged_by_their_data() {
 fn checksum_then_redo_into_it() -> SimPool {
     let sp = SimPool::new();
     let (old, new) = (pattern(30, 64), pattern(31, 64));
-    sp.set_generation(0, 11);
-    sp.poke(H, &old);
-    let mut u = sp.undo(0);
-    sp.snapshot(&mut u, H, 64);
-    sp.poke(H, &new);
-    let mut r = sp.redo(0);
+    let mut r = snapshot_then_write(&sp, 0, 11, H, &old, &new);
     commit_with_crc(&sp, &mut r, 1, 1, &[&new]);
     sp.set_generation(1, 2);
     let mut r = sp.redo(1);

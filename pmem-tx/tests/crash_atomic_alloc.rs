@@ -13,22 +13,11 @@ use pmem_tx::{PPtr, Pool};
 const SLOTS: usize = 48;
 const TYPE: u64 = 1;
 type Obj = [u64; 4];
-type Slots = [PPtr<Obj>; SLOTS];
-
-fn slots(pool: &Pool) -> PPtr<Slots> {
-    pool.root::<common::Root>().unwrap().cast()
-}
-
 /// (slot contents, objects of TYPE in the heap)
 type State = (Vec<Option<Obj>>, usize);
 
 fn observe(pool: &Pool) -> State {
-    let s = pool.read(slots(pool)).unwrap();
-    let contents = s
-        .iter()
-        .map(|p| (!p.is_null()).then(|| pool.read(*p).unwrap()))
-        .collect();
-    (contents, pool.objects(Some(TYPE)).unwrap().len())
+    common::slot_objects::<Obj, SLOTS>(pool, TYPE)
 }
 
 #[test]
@@ -45,7 +34,9 @@ fn atomic_alloc_and_free_survive_every_crash() {
                 if occupied { "free" } else { "alloc" }
             ),
             move |pool, _| {
-                let dest = slots(pool).cast::<PPtr<Obj>>().at(i as u64);
+                let dest = common::root_slots::<Obj, SLOTS>(pool)
+                    .cast::<PPtr<Obj>>()
+                    .at(i as u64);
                 if occupied {
                     pool.free_from(dest).unwrap();
                 } else {

@@ -16,22 +16,11 @@ use std::sync::Mutex;
 const SLOTS: usize = 6;
 const TYPE: u64 = 9;
 type Obj = [u64; 5];
-type Slots = [PPtr<Obj>; SLOTS];
-
-fn slots(pool: &Pool) -> PPtr<Slots> {
-    pool.root::<common::Root>().unwrap().cast()
-}
-
 /// (contents of each slot's object, objects of TYPE in the heap)
 type State = (Vec<Option<Obj>>, usize);
 
 fn observe(pool: &Pool) -> State {
-    let s = pool.read(slots(pool)).unwrap();
-    let contents = s
-        .iter()
-        .map(|p| (!p.is_null()).then(|| pool.read(*p).unwrap()))
-        .collect();
-    (contents, pool.objects(Some(TYPE)).unwrap().len())
+    common::slot_objects::<Obj, SLOTS>(pool, TYPE)
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -66,7 +55,7 @@ fn lazy_invalidation_survives_every_crash_across_lanes() {
             move |pool, _| {
                 std::thread::scope(|sc| {
                     sc.spawn(|| {
-                        let s = slots(pool).cast::<PPtr<Obj>>();
+                        let s = common::root_slots::<Obj, SLOTS>(pool).cast::<PPtr<Obj>>();
                         let at = |i: usize| s.at(i as u64);
                         let lane = |tx: &pmem_tx::Tx<'_>| lanes.lock().unwrap().push(tx.lane());
                         match op {

@@ -10,17 +10,11 @@ use pmem_tx::{Error, PPtr, Pool};
 
 const SLOTS: usize = 32;
 const TYPE: u64 = 7;
-type Slots = [PPtr<u8>; SLOTS];
-
-fn slots(pool: &Pool) -> PPtr<Slots> {
-    pool.root::<common::Root>().unwrap().cast()
-}
-
 /// (contents of each slot's object, objects of TYPE in the heap)
 type State = (Vec<Option<Vec<u8>>>, usize);
 
 fn observe(pool: &Pool) -> State {
-    let s = pool.read(slots(pool)).unwrap();
+    let s = pool.read(common::root_slots::<u8, SLOTS>(pool)).unwrap();
     let contents = s
         .iter()
         .map(|p| {
@@ -108,7 +102,7 @@ fn transactional_alloc_free_realloc_survive_every_crash() {
         h.step(
             format!("tx {t}: {ops:?} abort {abort}"),
             move |pool, _| {
-                let s = slots(pool).cast::<PPtr<u8>>();
+                let s = common::root_slots::<u8, SLOTS>(pool).cast::<PPtr<u8>>();
                 let r: Result<(), Error> = pool.transaction(|tx| {
                     for op in &planned {
                         match *op {

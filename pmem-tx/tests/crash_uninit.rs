@@ -13,17 +13,11 @@ use pmem_tx::{PPtr, Pool};
 const SLOTS: usize = 8;
 const TYPE: u64 = 5;
 type Big = [u8; 4096];
-type Slots = [PPtr<Big>; SLOTS];
-
-fn slots(pool: &Pool) -> PPtr<Slots> {
-    pool.root::<common::Root>().unwrap().cast()
-}
-
 /// (which slots hold an object, objects of TYPE in the heap)
 type State = (Vec<bool>, usize);
 
 fn observe(pool: &Pool) -> State {
-    let s = pool.read(slots(pool)).unwrap();
+    let s = pool.read(common::root_slots::<Big, SLOTS>(pool)).unwrap();
     let held = s
         .iter()
         .map(|p| {
@@ -48,7 +42,9 @@ fn uninit_alloc_and_free_survive_every_crash() {
         h.step(
             format!("op {t}: slot {i} {}", if held { "free" } else { "alloc" }),
             move |pool, _| {
-                let dest = slots(pool).cast::<PPtr<Big>>().at(i as u64);
+                let dest = common::root_slots::<Big, SLOTS>(pool)
+                    .cast::<PPtr<Big>>()
+                    .at(i as u64);
                 if held {
                     pool.free_from(dest).unwrap();
                 } else {

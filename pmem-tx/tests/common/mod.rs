@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use pmem_pool::sim::{CrashOptions, SimDomain};
-use pmem_tx::{Mode, PPtr, Pool, PoolOptions};
+use pmem_tx::{Mode, PPtr, Persistent, Pool, PoolOptions};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +43,30 @@ pub struct Harness<S = Vec<u8>> {
     pub observe: Observe<S>,
     pub steps: Vec<Step<S>>,
     pub checked_fully_persisted: usize,
+}
+
+/// The root seen as `N` pointers to `T`: the slots the allocation
+/// workloads fill.
+pub fn root_slots<T, const N: usize>(pool: &Pool) -> PPtr<[PPtr<T>; N]> {
+    pool.root::<Root>().unwrap().cast()
+}
+
+/// Each slot's object (`None` for a null slot), and the number of objects
+/// of `type_num` in the heap (equal to the non-null slots unless something
+/// leaked).
+pub fn slot_objects<T: Persistent, const N: usize>(
+    pool: &Pool,
+    type_num: u64,
+) -> (Vec<Option<T>>, usize)
+where
+    [PPtr<T>; N]: Persistent,
+{
+    let s = pool.read(root_slots::<T, N>(pool)).unwrap();
+    let contents = s
+        .iter()
+        .map(|p| (!p.is_null()).then(|| pool.read(*p).unwrap()))
+        .collect();
+    (contents, pool.objects(Some(type_num)).unwrap().len())
 }
 
 /// The root's bytes: the state of the byte-range workloads.
