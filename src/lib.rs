@@ -44,7 +44,7 @@ pub use pmem_pool as pool;
 pub use pmem_tx as tx;
 pub use pmem_tx::{
     Error, Flags, Mode, ModeChoice, PPtr, PRef, Persistent, Pool, PoolOptions, Tx, TxMut, TxRef,
-    bytemuck,
+    View, bytemuck,
 };
 
 /// The README's example, compiled and run by `cargo test --doc`.

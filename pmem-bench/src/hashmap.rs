@@ -9,10 +9,11 @@
 //! node `{key, i, old head}` and link it at the head (snapshot of the
 //! bucket). Lookup: every key in insertion order, outside any transaction.
 //!
-//! Where the API differs: the chain is walked with `tx.read` /
-//! `Pool::read`, which copy each node out under its range lock (C
-//! dereferences `pmemobj_direct`); the bucket head is snapshotted with
-//! `tx.write`. The root and node layouts are byte for byte the C ones
+//! Where the API differs: inserts walk the chain with `tx.read`, which
+//! copies each node out under its range lock, and snapshot the bucket head
+//! with `tx.write`; lookups read through one `Pool::view` (no transaction
+//! may write while it lives, so its reads take no lock: the same loads as
+//! C's `pmemobj_direct`). The root and node layouts are byte for byte the C ones
 //! (`PPtr` is 16 bytes, as `PMEMoid`).
 
 use crate::common::{Args, BenchError, Ctx, Result, prefault, splitmix64};
@@ -97,10 +98,11 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
 
     let (mut hits, mut chk) = (0u64, 0u64);
     let phase = ctx.start(&pool);
+    let view = pool.view()?;
     for &key in &keys {
-        let mut cur = pool.read(buckets.at(bucket_of(key)))?;
+        let mut cur = *view.get(buckets.at(bucket_of(key)))?;
         while !cur.is_null() {
-            let nd = pool.read(cur)?;
+            let nd = view.get(cur)?;
             if nd.key == key {
                 hits += 1;
                 chk = chk.wrapping_add(nd.value);
@@ -109,6 +111,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
             cur = nd.next;
         }
     }
+    drop(view);
     let secs = phase.secs();
     let extra = format!("found={hits} dup_updates={updated} chk={chk}");
     phase.report(ctx, &pool, "hashmap_lookup", 1, n, secs, &extra);

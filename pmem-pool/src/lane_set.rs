@@ -10,13 +10,38 @@
 //! sees the other. Each side puts a `SeqCst` fence between its write and
 //! its read (loom models `SeqCst` accesses as acquire/release only, and
 //! found the lost wake-up without the fences). `tests/loom_lanes.rs` checks this with loom.
+//!
+//! The set is also the gate between writers and read views
+//! (`pmem_tx::Pool::view`): a view lets its holder read pool bytes without
+//! any lock, so while one is open no transaction may hold a lane (every
+//! write to pool memory happens under a lane). A view raises `views` and
+//! then waits until every busy flag is clear; a writer takes a lane and then
+//! checks `views`, giving the lane back if it is raised. Both sides write
+//! and then read with `SeqCst`, so at least one sees the other (the same
+//! Dekker handshake as above). `tests/loom_lanes.rs` models it too.
+//!
+//! Each flag has a cache line of its own: two threads on neighbouring lanes
+//! would otherwise pass one line back and forth on every transaction.
 
 use crate::sync::{AtomicBool, AtomicUsize, Condvar, Mutex, Ordering, fence, lock};
+
+/// A value alone on its cache line.
+#[derive(Debug)]
+#[repr(align(64))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
 
 /// The lanes of one open pool.
 #[derive(Debug)]
 pub struct LaneSet {
-    busy: Box<[AtomicBool]>,
+    busy: Box<[Line<AtomicBool>]>,
+    views: Line<AtomicUsize>,
     waiters: AtomicUsize,
     mutex: Mutex<()>,
     freed: Condvar,
@@ -26,7 +51,8 @@ impl LaneSet {
     /// `count` lanes, all free.
     pub fn new(count: u32) -> Self {
         LaneSet {
-            busy: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            busy: (0..count).map(|_| Line(AtomicBool::new(false))).collect(),
+            views: Line(AtomicUsize::new(0)),
             waiters: AtomicUsize::new(0),
             mutex: Mutex::new(()),
             freed: Condvar::new(),
@@ -93,6 +119,38 @@ impl LaneSet {
             let _g = lock(&self.mutex);
             self.freed.notify_one();
         }
+    }
+
+    /// Whether a read view is open. A writer calls this right after taking
+    /// a lane and gives the lane back if it returns true: the lane's
+    /// `SeqCst` acquisition comes first, so a view opened concurrently
+    /// either is seen here or sees the lane busy in [`idle`](Self::idle).
+    pub fn views_open(&self) -> bool {
+        // The C++ model already orders a SeqCst RMW before a later SeqCst
+        // load of another location; loom models SeqCst accesses as
+        // acquire/release only and needs the fence to see that.
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
+        self.views.load(Ordering::SeqCst) > 0
+    }
+
+    /// Registers a read view. From now on writers back off; the view may
+    /// read once [`idle`](Self::idle) has returned true.
+    pub fn open_view(&self) {
+        self.views.fetch_add(1, Ordering::SeqCst);
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
+    }
+
+    /// Unregisters a view opened with [`open_view`](Self::open_view).
+    pub fn close_view(&self) {
+        let was = self.views.fetch_sub(1, Ordering::SeqCst);
+        debug_assert!(was > 0, "close_view without open_view");
+    }
+
+    /// Whether no lane is held.
+    pub fn idle(&self) -> bool {
+        self.busy.iter().all(|b| !b.load(Ordering::SeqCst))
     }
 
     /// How many lanes are held right now (for `pmem info` and tests).

@@ -49,6 +49,16 @@ pub enum Error {
     /// A nested transaction was started while a reference obtained from
     /// the outer one was still alive; drop it first.
     BorrowedAcrossNested,
+    /// A write and a read view ([`Pool::view`](crate::Pool::view)) could
+    /// not both proceed. With `this_thread`, the thread holds a view of the
+    /// pool and tried to write to it (or opened a view inside its own
+    /// writing transaction), which would wait for itself: drop the view
+    /// first. Otherwise one waited for the other past the lock timeout;
+    /// a transaction that fails so has been rolled back and may be retried.
+    ViewConflict {
+        /// The conflict is with this thread's own view or transaction.
+        this_thread: bool,
+    },
     /// A read-only open found lanes holding interrupted transactions;
     /// open the pool read-write once so that recovery can run.
     NeedsRecovery {
@@ -87,6 +97,14 @@ impl std::fmt::Display for Error {
             Error::BorrowedAcrossNested => write!(
                 f,
                 "a nested transaction was started while a reference from the outer transaction was alive"
+            ),
+            Error::ViewConflict { this_thread: true } => write!(
+                f,
+                "this thread holds a read view of the pool and wrote to it (or opened the view inside its own writing transaction); drop the view before writing"
+            ),
+            Error::ViewConflict { this_thread: false } => write!(
+                f,
+                "a read view of the pool and a transaction waited for each other past the lock timeout; the transaction was rolled back and may be retried"
             ),
             Error::NeedsRecovery { lanes } => write!(
                 f,

@@ -14,12 +14,14 @@
 //!   (a commit record that checksums them, or follows them by a fence);
 //!   the transaction returns only after it.
 //! - Safe code sees pool memory only through guards (`PRef`, `TxRef`,
-//!   `TxMut`) whose bytes are locked, so a `&T` never coexists with a
-//!   `&mut T` to the same bytes and threads never race on them.
+//!   `TxMut`) whose bytes are locked, or through a [`View`], which keeps
+//!   every writer out of the pool while it lives; so a `&T` never coexists
+//!   with a `&mut T` to the same bytes and threads never race on them.
 //!
 //! # Unsafe boundary
 //! `unsafe` is denied at the crate root and allowed in `pool` (resolving a
-//! checked pointer into the mapping), `tx` (guards, snapshots, rollback),
+//! checked pointer into the mapping), `view` (the same, under the view's
+//! exclusion of writers), `tx` (guards, snapshots, rollback),
 //! `ptr` (the `Pod` impls of `PPtr`) and `plock` (the `Pod` impls of
 //! `PMutex`/`PRwLock`). `UNSAFE.md` explains the discipline.
 #![deny(unsafe_code)]
@@ -35,6 +37,8 @@ mod pool;
 mod ptr;
 #[allow(unsafe_code)]
 mod tx;
+#[allow(unsafe_code)]
+mod view;
 
 pub use bytemuck;
 pub use error::{Error, Result};
@@ -49,3 +53,4 @@ pub use pmem_pool::{Mode, ModeChoice, PoolOptions};
 pub use pool::{DEFAULT_LOCK_TIMEOUT, PRef, Pool};
 pub use ptr::{PPtr, Persistent};
 pub use tx::{Flags, Tx, TxMut, TxRef};
+pub use view::View;

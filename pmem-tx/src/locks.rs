@@ -78,6 +78,11 @@ impl RangeLocks {
             .store(t.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// How long a lock waits before giving up.
+    pub(crate) fn timeout(&self) -> Duration {
+        Duration::from_nanos(self.timeout_ns.load(Ordering::Relaxed))
+    }
+
     fn word(&self, s: u32) -> &AtomicU64 {
         &self.words[s as usize]
     }

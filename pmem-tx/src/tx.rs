@@ -270,6 +270,13 @@ impl Drop for Recycle {
     }
 }
 
+/// Whether this thread runs a transaction on pool `instance` that holds a
+/// lane (has written or is about to): a read view opened now would wait
+/// for it.
+pub(crate) fn writing_here(instance: u64) -> bool {
+    active(instance).is_some_and(|s| s.inner.try_borrow().map_or(true, |i| i.lane.is_some()))
+}
+
 fn active(instance: u64) -> Option<Rc<Shared>> {
     ACTIVE.with(|a| {
         a.borrow()
@@ -539,10 +546,13 @@ impl<'p> Tx<'p> {
         let heap = self.pool.heap()?;
         let p = self.pool.raw.persister();
         {
-            let inner = self.shared.inner.borrow();
+            let mut inner = self.shared.inner.borrow_mut();
             if inner.aborted {
                 return Err(Error::Aborted);
             }
+            // The block's header is written below: under a lane, as every
+            // write to pool memory (`view.rs`).
+            self.ensure_lane(&mut inner)?;
         }
         let mut r = self.pool.reserve_block(size, type_num)?;
         if fill != Fill::Keep {
@@ -552,8 +562,13 @@ impl<'p> Tx<'p> {
             // can deadlock. Set such a block aside (it is given back at the
             // end) and take another; give up trying after a few.
             for _ in 0..FRESH_TRIES {
-                if self.try_lock_fresh(r.off, r.usable.max(1)) {
-                    break;
+                match self.try_lock_fresh(r.off, r.usable.max(1)) {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.shared.inner.borrow_mut().dropped.push(r);
+                        return Err(e);
+                    }
                 }
                 let next = self.pool.reserve_block(size, type_num)?;
                 self.shared
@@ -702,9 +717,12 @@ impl<'p> Tx<'p> {
         Ok(new)
     }
 
-    fn ensure_lane(&self, inner: &mut Inner) {
+    /// Takes a lane for this transaction if it has none yet: every write
+    /// to pool memory happens under one, which is what lets a read view
+    /// (`view.rs`) exclude writers by waiting for idle lanes.
+    fn ensure_lane(&self, inner: &mut Inner) -> Result<()> {
         if inner.lane.is_some() {
-            return;
+            return Ok(());
         }
         let hint = LANE_HINT.with(|h| h.get());
         let hint = if hint == u32::MAX {
@@ -716,8 +734,23 @@ impl<'p> Tx<'p> {
         } else {
             hint
         };
-        let Some(lane) = self.pool.lanes.acquire(hint) else {
-            return;
+        let lanes = &self.pool.lanes;
+        let lane = loop {
+            let Some(lane) = lanes.acquire(hint) else {
+                return Ok(());
+            };
+            if !lanes.views_open() {
+                break lane;
+            }
+            // A read view is open: give the lane back (the view waits for
+            // every lane to be free) and wait for the views to close.
+            lanes.release(lane);
+            if crate::view::held_here(self.pool.instance) {
+                return Err(Error::ViewConflict { this_thread: true });
+            }
+            if !crate::view::wait_until(self.pool.locks.timeout(), || !lanes.views_open()) {
+                return Err(Error::ViewConflict { this_thread: false });
+            }
         };
         LANE_HINT.with(|h| h.set(lane));
         let layout = &self.pool.layout;
@@ -728,27 +761,28 @@ impl<'p> Tx<'p> {
             layout.undo(lane),
             pmem_pool::lane::log_key(lane, generation),
         ));
+        Ok(())
     }
 
     /// Takes `off..off+len` exclusively if every stripe not yet held is
     /// free right now; otherwise takes nothing and returns false.
-    fn try_lock_fresh(&self, off: u64, len: u64) -> bool {
+    fn try_lock_fresh(&self, off: u64, len: u64) -> Result<bool> {
         let mut inner = self.shared.inner.borrow_mut();
         self.try_lock_fresh_in(&mut inner, off, len)
     }
 
-    fn try_lock_fresh_in(&self, inner: &mut Inner, off: u64, len: u64) -> bool {
+    fn try_lock_fresh_in(&self, inner: &mut Inner, off: u64, len: u64) -> Result<bool> {
         if self.pool.raw.is_read_only() {
-            return false;
+            return Ok(false);
         }
-        self.ensure_lane(inner);
+        self.ensure_lane(inner)?;
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;
         let locks = &self.pool.locks;
-        inner.held.take_all_or_none(
+        Ok(inner.held.take_all_or_none(
             stripes(off, len),
             |s| locks.try_lock_exclusive(s, token),
             |s| locks.unlock(s, Mode::Exclusive),
-        )
+        ))
     }
 
     fn lock_range(&self, off: u64, len: u64, mode: Mode) -> Result<()> {
@@ -764,7 +798,7 @@ impl<'p> Tx<'p> {
             if self.pool.raw.is_read_only() {
                 return Err(Error::Pool(pmem_pool::Error::ReadOnly));
             }
-            self.ensure_lane(inner);
+            self.ensure_lane(inner)?;
             // Bytes taken over from another transaction: this one now
             // depends on it (see the commit's `seq`).
             inner.locked_since_drain = true;
@@ -901,9 +935,16 @@ impl<'p> Tx<'p> {
         let mut r = self.pool.reserve_block(size as u64, OVERFLOW_TYPE_NUM)?;
         let mut locked = false;
         for _ in 0..FRESH_TRIES {
-            if self.try_lock_fresh_in(inner, r.off, r.usable) {
-                locked = true;
-                break;
+            match self.try_lock_fresh_in(inner, r.off, r.usable) {
+                Ok(true) => {
+                    locked = true;
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    inner.overflow.push(r);
+                    return Err(e);
+                }
             }
             let next = self.pool.reserve_block(size as u64, OVERFLOW_TYPE_NUM)?;
             inner.overflow.push(std::mem::replace(&mut r, next));
@@ -987,7 +1028,7 @@ impl<'p> Tx<'p> {
             self.finish_heap(inner, None);
             return Ok(());
         }
-        self.ensure_lane(inner);
+        self.ensure_lane(inner)?;
         let lane = inner.lane.ok_or(Error::Aborted)?;
         // Commit order matters only between committed logs that can be
         // valid at once and depend on each other. Every drain persists the
