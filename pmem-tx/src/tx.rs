@@ -1092,9 +1092,6 @@ impl<'p> Tx<'p> {
         inner.redo = ops;
         inner.fresh = fresh;
         logged?;
-        for (a, b) in merged_lines(&mut inner.dirty) {
-            p.flush(a as usize, (b - a) as usize);
-        }
         // A redo log that overflowed into heap blocks is strict too (its
         // blocks must not be reused before the bump is durable).
         strict |= !inner.overflow.is_empty();
@@ -1104,13 +1101,20 @@ impl<'p> Tx<'p> {
             data_crc: 0,
             flags: 0,
         };
+        if !strict {
+            // Checksummed before the data is flushed: a flush may evict
+            // the lines (clflushopt does, and clwb on some processors),
+            // and the checksum would then read them back from memory.
+            info.flags = CommitInfo::DATA_CRC;
+            info.data_crc = self.data_crc(inner);
+        }
+        for (a, b) in merged_lines(&mut inner.dirty) {
+            p.flush(a as usize, (b - a) as usize);
+        }
         w.flush(p);
         if strict {
             // The data first, then the record that commits it.
             self.drain(inner)?;
-        } else {
-            info.flags = CommitInfo::DATA_CRC;
-            info.data_crc = self.data_crc(inner);
         }
         // SAFETY: as in `append_entry` (this transaction holds the lane).
         match unsafe { w.append_commit_info(p, &info) } {
