@@ -348,9 +348,13 @@ impl Pool {
     ) -> Result<PPtr<T>> {
         let dest_off = self.check_typed(dest)?;
         self.transaction(|tx| -> Result<PPtr<T>> {
+            // The locked instructions before the stores into the new block
+            // (see `alloc_uninit_into`); the fresh block's own stripes are
+            // never taken over from a live log, so they keep the number.
+            tx.redo_store_u64(dest_off, self.id)?;
+            tx.take_seq();
             let p = tx.zalloc::<T>(type_num)?;
             init(&mut *tx.get_mut(p)?);
-            tx.redo_store_u64(dest_off, self.id)?;
             tx.redo_store_u64(dest_off + 8, p.offset())?;
             Ok(p)
         })
@@ -379,8 +383,12 @@ impl Pool {
                     reason: "types aligned to more than 16 bytes cannot be allocated",
                 });
             }
-            let off = tx.reserve(size, type_num, crate::tx::Fill::Keep)?;
+            // Every locked instruction first (the destination's stripe,
+            // the commit order), then the header store, whose miss then
+            // overlaps the commit instead of stalling a lock.
             tx.redo_store_u64(dest_off, self.id)?;
+            tx.take_seq();
+            let off = tx.reserve(size, type_num, crate::tx::Fill::Keep)?;
             tx.redo_store_u64(dest_off + 8, off)?;
             Ok(PPtr::from_raw(self.id, off))
         })

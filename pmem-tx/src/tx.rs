@@ -141,6 +141,9 @@ struct Inner {
     settled: bool,
     /// Whether it locked bytes exclusively since its last drain.
     locked_since_drain: bool,
+    /// A commit-order number taken before the commit (`take_seq`), valid
+    /// while no stripe is newly locked exclusively after it.
+    early_seq: Option<u64>,
     /// Heap blocks the logs continue in: never published, given back once
     /// the generation bump has made their entries stale.
     overflow: Vec<Reservation>,
@@ -187,11 +190,13 @@ impl Inner {
             unsnapped,
             settled,
             locked_since_drain,
+            early_seq,
         } = self;
         fresh.clear();
         *unsnapped = false;
         *settled = false;
         *locked_since_drain = false;
+        *early_seq = None;
         *generation = 0;
         *undo = None;
         covered.clear();
@@ -820,9 +825,10 @@ impl<'p> Tx<'p> {
         }
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;
         let locks = &self.pool.locks;
+        let mut new_exclusive = false;
         // One lookup per stripe (O(1) along a run): the record is updated
         // in place.
-        inner.held.update_run(stripes(off, len), |s, held| {
+        let r = inner.held.update_run(stripes(off, len), |s, held| {
             let ok = match (held, mode) {
                 // Already held strongly enough: keep the record as it is
                 // (a shared request must not downgrade an exclusive hold).
@@ -833,12 +839,36 @@ impl<'p> Tx<'p> {
                 (None, Mode::Shared) => locks.lock_shared(s),
                 (None, Mode::Exclusive) => locks.lock_exclusive(s, token, false),
             };
+            new_exclusive |= mode == Mode::Exclusive;
             if ok {
                 Ok(Some(mode))
             } else {
                 Err(Error::Conflict { offset: off })
             }
-        })
+        });
+        if new_exclusive {
+            // Bytes another transaction may have just released: an order
+            // number taken before is too small for them.
+            inner.early_seq = None;
+        }
+        r
+    }
+
+    /// Takes this transaction's commit-order number now, once every
+    /// stripe it will write is locked (a stripe locked later through
+    /// `lock_in` voids it; a fresh block's stripes do not, since no live
+    /// log can cover a block the heap handed out: its last owner's frees
+    /// waited for that owner's log to be retired).
+    /// For the atomic publishers: the number is a locked instruction,
+    /// which waits for every store before it; taken before the new
+    /// block's header is stored, it does not wait for that store's cache
+    /// miss, which then overlaps the rest of the commit up to its fence.
+    pub(crate) fn take_seq(&mut self) {
+        let seq = self
+            .pool
+            .seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.shared.inner.borrow_mut().early_seq = Some(seq);
     }
 
     /// The heart of `add_range`: lock, snapshot what is not yet covered,
@@ -1056,10 +1086,13 @@ impl<'p> Tx<'p> {
         // transaction a locked instruction after its snapshot fence, which
         // would wait for that fence instead of letting it overlap the
         // commit's work.
+        let early = inner.early_seq.take();
         let seq = if inner.entries.is_empty() || inner.locked_since_drain {
-            self.pool
-                .seq
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            early.unwrap_or_else(|| {
+                self.pool
+                    .seq
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            })
         } else {
             0
         };
@@ -1388,5 +1421,31 @@ mod tests {
         let mut one = vec![(130, 131)];
         assert_eq!(merged_lines(&mut one).collect::<Vec<_>>(), vec![(128, 192)]);
         assert_eq!(merged_lines(&mut []).len(), 0);
+    }
+
+    #[test]
+    fn an_early_commit_number_is_voided_by_a_later_exclusive_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::create(dir.path().join("seq.pool"), "seq", 8 << 20).unwrap();
+        let root = pool.root::<[u64; 64]>().unwrap();
+        let early = |tx: &Tx<'_>| tx.shared.inner.borrow().early_seq;
+        pool.transaction(|tx| -> Result<()> {
+            tx.redo_store_u64(root.offset(), 1)?;
+            tx.take_seq();
+            let taken = early(tx);
+            assert!(taken.is_some());
+            // The same stripe again, shared reads, a fresh block: kept.
+            tx.redo_store_u64(root.offset() + 8, 2)?;
+            tx.read(root.cast::<u64>().at(40))?;
+            let p = tx.alloc([0u64; 16])?;
+            tx.write(p, [1; 16])?;
+            assert_eq!(early(tx), taken);
+            // Bytes newly locked exclusively: voided.
+            tx.write(root.cast::<u64>().at(32), 3)?;
+            assert_eq!(early(tx), None);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(pool.read(root.cast::<u64>().at(32)).unwrap(), 3);
     }
 }
