@@ -50,7 +50,7 @@ pub use pmem_alloc::Error as AllocError;
 pub use pmem_alloc::{AllocInfo, HeapReport};
 pub use pmem_pool::Error as pool_error;
 pub use pmem_pool::{Mode, ModeChoice, PoolOptions};
-pub use pool::{DEFAULT_LOCK_TIMEOUT, PRef, Pool};
+pub use pool::{DEFAULT_LOCK_TIMEOUT, PRef, Pool, ROOT_TYPE_NUM};
 pub use ptr::{PPtr, Persistent};
 pub use tx::{Flags, Tx, TxMut, TxRef};
 pub use view::View;
