@@ -1,7 +1,7 @@
 //! Non-temporal copy and fill.
 //!
-//! One small file per CPU variant, as libpmem2 does: [`sse2`], [`avx`] and
-//! [`avx512`] each stream whole, 64-byte-aligned lines. This module splits a
+//! One small file per CPU variant, as libpmem2 does: `sse2`, `avx` and
+//! `avx512` each stream whole, 64-byte-aligned lines. This module splits a
 //! destination range into an unaligned head, an aligned middle of whole lines
 //! and a tail; the head and tail (each inside one line) are written with
 //! plain stores and, in `Pmem` mode, flushed; the middle is streamed when the
