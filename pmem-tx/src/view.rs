@@ -1,16 +1,18 @@
 //! Read views: lock-free reads of a pool while no transaction writes.
 //!
-//! Every other read takes the range locks of `locks.rs`: two locked
-//! instructions and a miss into the lock table per object, which is most of
-//! the cost of walking a linked structure. A [`View`] instead excludes
-//! writers from the whole pool for as long as it lives, so that reads
-//! through it are a pointer check and a load, as `pmemobj_direct` is.
+//! Every other read checks that its pointer designates one object's data
+//! (a heap-map lookup) and takes the range locks of `locks.rs` (two locked
+//! instructions and a miss into the lock table). Walking a linked
+//! structure is a chain of cache misses, and that much code between them
+//! keeps the processor from overlapping the misses of consecutive walks.
+//! A [`View`] instead excludes writers from the whole pool for as long as
+//! it lives, so that a read through it is a bounds check and a load, as
+//! `pmemobj_direct` is.
 //!
 //! # Protocol
 //! Every write to pool memory happens under a lane: a transaction takes
-//! one before it locks anything exclusively, reserves a block it fills, or
-//! commits (the allocator writes only headers and metadata, which no
-//! checked pointer reaches, before that). The lane set doubles as the gate
+//! one before it locks anything exclusively, reserves a block (whose
+//! header it writes), or commits. The lane set doubles as the gate
 //! (`pmem_pool::lane_set`): opening a view raises its view count and waits
 //! until no lane is held; a transaction that takes a lane while a view is
 //! open gives it back and waits until every view is closed. A transaction
