@@ -675,8 +675,9 @@ impl<'p> Tx<'p> {
                 return Ok(());
             }
         }
-        // Whoever uses the object's first granule (its header line) must
-        // be done with it first. The rest of a large object is not locked:
+        // Whoever uses the object's first granule (the one holding its
+        // first byte, where a whole-object reader starts) must be done
+        // with it first. The rest of a large object is not locked:
         // that would cost two locked instructions per 64 bytes (128 for a
         // 4 KiB object), and soundness does not need it. A guard into the
         // rest may outlive the free; it keeps reading the old bytes,
