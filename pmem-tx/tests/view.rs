@@ -84,6 +84,8 @@ fn writing_while_holding_a_view_fails_at_once_and_rolls_back() {
     let view = pool.view().unwrap();
     let r = pool.transaction(|tx| tx.write(first, 42));
     assert!(matches!(r, Err(Error::ViewConflict { this_thread: true })));
+    let msg = r.unwrap_err().to_string();
+    assert!(msg.contains("drop the view before writing"), "{msg}");
     let slot = pool.root::<Root>().unwrap().field::<PPtr<u64>>(16);
     let r = pool.alloc_into(slot, 1, |v: &mut u64| *v = 5);
     assert!(matches!(r, Err(Error::ViewConflict { this_thread: true })));
