@@ -104,7 +104,15 @@ fn tour() -> Result<(), Box<dyn Error>> {
         "reopened: {} lane(s) needed recovery",
         pool.recovered().len()
     );
-    show("survived", &pool.read(pool.root::<Bank>()?)?);
+    // 6. A read view: while it lives no transaction writes (they wait),
+    //    so `get` hands out a plain reference without taking any lock.
+    {
+        let view = pool.view()?;
+        show(
+            "survived (read through a view)",
+            view.get(pool.root::<Bank>()?)?,
+        );
+    }
     pool.close()?;
     Ok(())
 }
