@@ -139,9 +139,14 @@ impl<'a> Live<'a> {
                 }
             }
         }
+        // Consecutive words of one line (a pointer's two halves) are
+        // flushed once.
+        let mut last = u64::MAX;
         for op in ops {
-            if in_range(op.off(), 8, self.p.len() as u64) {
+            let line = op.off() / 64;
+            if line != last && in_range(op.off(), 8, self.p.len() as u64) {
                 self.p.flush(op.off() as usize, 8);
+                last = line;
             }
         }
     }

@@ -8,8 +8,10 @@
 //!
 //! # Invariants
 //! - A byte of the heap changes inside a transaction only after its old
-//!   content is durable in the transaction's undo log (or it was declared
-//!   fresh), and only while the transaction holds its stripe exclusively.
+//!   content is durable in the transaction's undo log, or it was declared
+//!   fresh, or (a deferred `Tx::write`, the heap's metadata) only after
+//!   the commit record holding its new value is durable; and only while
+//!   the transaction holds its stripe exclusively.
 //! - A transaction's changes are durable together with its commit point
 //!   (a commit record that checksums them, or follows them by a fence);
 //!   the transaction returns only after it.

@@ -299,6 +299,22 @@ impl Pool {
         }
     }
 
+    /// Starts loading the line at pool offset `off` (inside the mapping)
+    /// for writing.
+    #[inline]
+    pub(crate) fn prefetch_write(&self, off: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
+            debug_assert!(off < self.raw.size());
+            // SAFETY: `off` lies inside the mapping; a prefetch reads
+            // nothing architecturally and cannot fault.
+            unsafe { _mm_prefetch::<_MM_HINT_ET0>(self.raw.base().add(off as usize) as *const i8) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = off;
+    }
+
     pub(crate) fn check_typed<T>(&self, p: PPtr<T>) -> Result<u64> {
         self.check(p.cast(), size_of::<T>() as u64, align_of::<T>() as u64)
     }

@@ -55,6 +55,11 @@ pub(crate) enum Fill {
 pub const CRC_LIMIT: u64 = 2048;
 /// Fresh blocks tried before `reserve` falls back to waiting for one.
 const FRESH_TRIES: usize = 8;
+/// Largest value `Tx::write` may defer to the redo log (a pointer is 16).
+const DEFER_MAX: usize = 32;
+/// Most words one transaction defers; beyond, writes snapshot (the redo
+/// log's half holds 512 bytes, shared with the heap's entries).
+const DEFER_WORDS: usize = 8;
 /// Snapshots are logged in pieces of at most this many bytes, so no entry
 /// needs an overflow block larger than a few chunks.
 const MAX_PIECE: u64 = 256 * 1024;
@@ -144,6 +149,10 @@ struct Inner {
     /// A commit-order number taken before the commit (`take_seq`), valid
     /// while no stripe is newly locked exclusively after it.
     early_seq: Option<u64>,
+    /// Words `Tx::write` stored through the redo log instead of in place
+    /// (pool offset, value): applied after the commit record, with the
+    /// heap's changes. No guard ever covers one (`materialize`).
+    deferred: Vec<(u64, u64)>,
     /// Heap blocks the logs continue in: never published, given back once
     /// the generation bump has made their entries stale.
     overflow: Vec<Reservation>,
@@ -191,12 +200,14 @@ impl Inner {
             settled,
             locked_since_drain,
             early_seq,
+            deferred,
         } = self;
         fresh.clear();
         *unsnapped = false;
         *settled = false;
         *locked_since_drain = false;
         *early_seq = None;
+        deferred.clear();
         *generation = 0;
         *undo = None;
         covered.clear();
@@ -454,6 +465,7 @@ impl<'p> Tx<'p> {
     /// lives (and the transaction is borrowed).
     pub fn get<T: Persistent>(&self, p: PPtr<T>) -> Result<TxRef<'_, T>> {
         let off = self.pool.check_typed(p)?;
+        self.materialize(off, size_of::<T>() as u64)?;
         self.lock_range(off, size_of::<T>() as u64, Mode::Shared)?;
         self.shared.live.set(self.shared.live.get() + 1);
         Ok(TxRef {
@@ -500,9 +512,89 @@ impl<'p> Tx<'p> {
         })
     }
 
-    /// Snapshots `*p` and stores `value` there.
+    /// Stores `value` at `*p`, rolled back if the transaction aborts.
+    ///
+    /// A small value (a multiple of 8 bytes, at most 32, 8-aligned) that
+    /// this transaction has not snapshotted yet goes to the redo log
+    /// instead: it is stored at commit, after the commit record, which
+    /// spares the snapshot's fence. Reading it back in the same
+    /// transaction first stores it in place (snapshotted, as
+    /// [`get_mut`](Self::get_mut) would), so every read sees it.
     pub fn write<T: Persistent>(&mut self, p: PPtr<T>, value: T) -> Result<()> {
+        let len = size_of::<T>();
+        if len > 0 && len.is_multiple_of(8) && len <= DEFER_MAX {
+            let off = self.pool.check_typed(p)?;
+            if off.is_multiple_of(8) && self.defer(off, bytemuck::bytes_of(&value))? {
+                return Ok(());
+            }
+        }
         *self.get_mut(p)? = value;
+        Ok(())
+    }
+
+    /// Takes `bytes` (whole words, 8-aligned `off`) into the redo log if
+    /// no byte of them is covered by a snapshot or a fresh block and the
+    /// transaction defers few words; returns whether it did.
+    fn defer(&mut self, off: u64, bytes: &[u8]) -> Result<bool> {
+        let end = off + bytes.len() as u64;
+        {
+            let inner = self.shared.inner.borrow();
+            if inner.aborted {
+                return Err(Error::Aborted);
+            }
+            if self.pool.raw.is_read_only()
+                || inner.deferred.len() + bytes.len() / 8 > DEFER_WORDS
+                || inner.covered.next_gap(off, end) != Some((off, end))
+            {
+                return Ok(false);
+            }
+        }
+        self.lock_range(off, end - off, Mode::Exclusive)?;
+        // Stored after the commit record, just before a fence: its miss
+        // would add to that fence's wait unless it starts now.
+        self.pool.prefetch_write(off);
+        let mut inner = self.shared.inner.borrow_mut();
+        for (o, w) in (off..).step_by(8).zip(bytes.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            let v = u64::from_ne_bytes(word);
+            match inner.deferred.iter_mut().find(|(x, _)| *x == o) {
+                Some(e) => e.1 = v,
+                None => inner.deferred.push((o, v)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Before anything reads or snapshots `off..off+len`: if a deferred
+    /// word lies there, stores every deferred word in place the undo way
+    /// (snapshot, fence, store), so that the bytes read are the
+    /// transaction's own and no guard ever covers a deferred word.
+    fn materialize(&self, off: u64, len: u64) -> Result<()> {
+        let words = {
+            let mut inner = self.shared.inner.borrow_mut();
+            let end = off + len.max(1);
+            if !inner.deferred.iter().any(|&(o, _)| o < end && off < o + 8) {
+                return Ok(());
+            }
+            std::mem::take(&mut inner.deferred)
+        };
+        for &(o, v) in &words {
+            self.snapshot(o, 8, Flags::NONE)?;
+            // SAFETY: `o` is an 8-aligned word of the heap, locked
+            // exclusively by this transaction and now snapshotted; no
+            // guard covers it (guards are only made after this call, and
+            // a deferred word is only made with `&mut self`, when no guard
+            // is alive).
+            unsafe { (self.pool.raw.base().add(o as usize) as *mut u64).write(v) };
+        }
+        let mut inner = self.shared.inner.borrow_mut();
+        // Keep the vector's capacity for the next transaction.
+        let mut words = words;
+        words.clear();
+        if inner.deferred.is_empty() {
+            inner.deferred = words;
+        }
         Ok(())
     }
 
@@ -671,6 +763,7 @@ impl<'p> Tx<'p> {
             }
             if let Some(i) = inner.reserved.iter().position(|r| r.off == off) {
                 let r = inner.reserved.swap_remove(i);
+                drop_deferred(&mut inner, r.off, r.usable);
                 inner.dropped.push(r);
                 return Ok(());
             }
@@ -686,10 +779,11 @@ impl<'p> Tx<'p> {
         // all of it first (`try_lock_fresh`), which waits for the guard.
         // Two frees of one object are told apart by the heap
         // (`free_ops`), not by this lock.
-        heap.alloc_info(self.pool.raw.persister(), off)?;
+        let info = heap.alloc_info(self.pool.raw.persister(), off)?;
         self.lock_range(off, 1, Mode::Exclusive)?;
         let mut inner = self.shared.inner.borrow_mut();
         let inner = &mut *inner;
+        drop_deferred(inner, off, info.usable);
         let t = heap.free_ops(self.pool.raw.persister(), off, &mut inner.redo)?;
         inner.freed.push(t);
         Ok(())
@@ -720,6 +814,7 @@ impl<'p> Tx<'p> {
             Some(info) => info,
             None => heap.alloc_info(self.pool.raw.persister(), off)?,
         };
+        self.materialize(old.off, old.size.max(1))?;
         self.lock_range(old.off, old.usable.max(1), Mode::Shared)?;
         let new = self.alloc_bytes(size, old.type_num)?;
         let n = old.size.min(size) as usize;
@@ -875,6 +970,15 @@ impl<'p> Tx<'p> {
     /// The heart of `add_range`: lock, snapshot what is not yet covered,
     /// one fence, remember what to flush.
     fn add(&mut self, off: u64, len: u64, flags: Flags) -> Result<()> {
+        self.materialize(off, len)?;
+        self.snapshot(off, len, flags)
+    }
+
+    /// `add` without the deferred-word check. Takes `&self` for
+    /// `materialize`; the bytes it snapshots are covered by no guard: with
+    /// `&mut self` (from `add`) no guard is alive, and the words
+    /// `materialize` passes are covered by none.
+    fn snapshot(&self, off: u64, len: u64, flags: Flags) -> Result<()> {
         if len == 0 {
             return Ok(());
         }
@@ -897,9 +1001,8 @@ impl<'p> Tx<'p> {
                     let b = gb.min(a + MAX_PIECE);
                     // SAFETY: `a..b` is inside the heap or state block
                     // (checked by the caller), locked exclusively by this
-                    // transaction, and no reference to it is alive (guards
-                    // borrow the transaction, which `&mut self` shows is
-                    // not borrowed).
+                    // transaction, and no reference to it is alive (see
+                    // `snapshot`'s comment).
                     let src = unsafe {
                         std::slice::from_raw_parts(p.base().add(a as usize), (b - a) as usize)
                     };
@@ -1057,6 +1160,13 @@ impl<'p> Tx<'p> {
 
     fn commit_durably(&self, inner: &mut Inner) -> Result<()> {
         let p = self.pool.raw.persister();
+        // Deferred writes go into the redo log: applied after the commit
+        // record, then drained before the log is retired, as the heap's.
+        for i in 0..inner.deferred.len() {
+            let (off, val) = inner.deferred[i];
+            inner.redo.push(RedoOp::Set64 { off, val });
+        }
+        inner.deferred.clear();
         if let Some(heap) = self.pool.heap.as_ref() {
             for r in &inner.reserved {
                 heap.publish_ops(r, &mut inner.redo);
@@ -1296,6 +1406,7 @@ impl<'p> Tx<'p> {
         inner.entries.clear();
         inner.redo_written = false;
         inner.redo.clear();
+        inner.deferred.clear();
         inner.fresh.clear();
         inner.unsnapped = false;
         if let Some(heap) = self.pool.heap.as_ref() {
@@ -1342,6 +1453,14 @@ impl Tx<'_> {
 /// Rounds ranges out to cache lines, sorts and merges them, so that each
 /// line is flushed once. Works in place (the merged ranges are compacted
 /// to the front of `ranges`, the rest is left over), allocating nothing.
+/// Forgets the deferred writes into an object being freed: they would
+/// only store into a dead block.
+fn drop_deferred(inner: &mut Inner, off: u64, usable: u64) {
+    inner
+        .deferred
+        .retain(|&(o, _)| !(off <= o && o < off + usable.max(1)));
+}
+
 fn merged_lines(ranges: &mut [(u64, u64)]) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
     const L: u64 = pmem_pool::persist::CACHE_LINE as u64;
     for r in ranges.iter_mut() {

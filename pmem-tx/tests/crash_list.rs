@@ -105,5 +105,10 @@ fn linked_list_survives_every_crash() {
     println!(
         "crash_list: {steps} operations, {points} drain points, {images} crash images recovered and checked"
     );
-    assert!(points > 3 * steps);
+    // Every operation drains at least twice (commit record, then the
+    // redo-applied heap words and link): each is a crash point.
+    assert!(
+        points >= 2 * steps,
+        "{points} drain points for {steps} operations"
+    );
 }

@@ -1,0 +1,105 @@
+//! `tx.write` of small values through the redo log: every way of reading
+//! them back in the same transaction sees them, and the fallbacks keep the
+//! same results.
+
+use pmem_tx::{Error, PPtr, Pool};
+
+fn pool(name: &str) -> (tempfile::TempDir, Pool, PPtr<[u64; 64]>) {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::create(dir.path().join(name), "deferred", 16 << 20).unwrap();
+    let root = pool.root::<[u64; 64]>().unwrap();
+    (dir, pool, root)
+}
+
+#[test]
+fn every_read_sees_a_deferred_write() {
+    let (_d, pool, root) = pool("a.pool");
+    let w = |i| root.cast::<u64>().at(i);
+    pool.transaction(|tx| -> Result<(), Error> {
+        tx.write(w(0), 5)?;
+        assert_eq!(tx.read(w(0))?, 5);
+        tx.write(w(1), 6)?;
+        // A guard over a range holding a deferred word.
+        assert_eq!(tx.get(root)?[1], 6);
+        tx.write(w(2), 7)?;
+        *tx.get_mut(w(2))? += 1;
+        tx.write(w(3), 9)?;
+        tx.write(w(3), 10)?;
+        tx.write(root.cast::<[u64; 2]>().at(2), [11, 12])?;
+        assert_eq!(tx.read(root.cast::<[u64; 2]>().at(2))?, [11, 12]);
+        Ok(())
+    })
+    .unwrap();
+    let r = pool.read(root).unwrap();
+    assert_eq!(r[..6], [5, 6, 8, 10, 11, 12]);
+}
+
+#[test]
+fn aborted_deferred_writes_leave_nothing() {
+    let (_d, pool, root) = pool("b.pool");
+    let w = root.cast::<u64>().at(9);
+    pool.transaction(|tx| tx.write(w, 1)).unwrap();
+    let r = pool.transaction(|tx| -> Result<(), Error> {
+        tx.write(w, 2)?;
+        Err(Error::Aborted)
+    });
+    assert!(r.is_err());
+    assert_eq!(pool.read(w).unwrap(), 1);
+    // A panic as well.
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = pool.transaction(|tx| -> Result<(), Error> {
+            tx.write(w, 3)?;
+            panic!("boom")
+        });
+    }));
+    assert!(r.is_err());
+    assert_eq!(pool.read(w).unwrap(), 1);
+    assert_eq!(pool.lanes_in_use(), 0);
+}
+
+#[test]
+fn many_small_writes_fall_back_and_all_commit() {
+    let (_d, pool, root) = pool("c.pool");
+    pool.transaction(|tx| -> Result<(), Error> {
+        for i in 0..64u64 {
+            tx.write(root.cast::<u64>().at(i), i * 3)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let r = pool.read(root).unwrap();
+    assert!(r.iter().enumerate().all(|(i, &v)| v == i as u64 * 3));
+}
+
+#[test]
+fn writes_into_a_freed_or_reallocated_object_behave() {
+    let (_d, pool, root) = pool("d.pool");
+    let slot: PPtr<PPtr<[u64; 8]>> = root.cast();
+    pool.transaction(|tx| -> Result<(), Error> {
+        let o = tx.alloc([0u64; 8])?;
+        tx.write(slot, o)
+    })
+    .unwrap();
+    let o = pool.read(slot).unwrap();
+    // Written, then read through realloc's copy.
+    let moved = pool
+        .transaction(|tx| -> Result<PPtr<u8>, Error> {
+            tx.write(o.cast::<u64>().at(3), 33)?;
+            let n = tx.realloc(o.cast(), 128)?;
+            tx.write(slot.cast::<PPtr<u8>>(), n)?;
+            Ok(n)
+        })
+        .unwrap();
+    assert_eq!(pool.read(moved.cast::<u64>().at(3)).unwrap(), 33);
+    // Written, then freed: the write is dropped with the object.
+    pool.transaction(|tx| -> Result<(), Error> {
+        tx.write(moved.cast::<u64>().at(1), 44)?;
+        tx.free(moved)?;
+        tx.write(slot, PPtr::null())
+    })
+    .unwrap();
+    assert!(pool.read(slot).unwrap().is_null());
+    let report = pool.check_heap().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(pool.objects(Some(0)).unwrap().len(), 0);
+}
