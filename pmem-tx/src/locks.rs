@@ -122,30 +122,12 @@ impl RangeLocks {
     /// Queues behind stripe `s` and retries `attempt` (as a waiter) up to
     /// the timeout.
     fn wait(&self, s: u32, mut attempt: impl FnMut(bool) -> bool) -> bool {
-        for _ in 0..64 {
-            if attempt(false) {
-                return true;
+        backoff(64, self.timeout(), |queued| {
+            if queued {
+                self.word(s).fetch_or(WAIT, Ordering::Relaxed);
             }
-            std::hint::spin_loop();
-        }
-        let deadline =
-            Instant::now() + Duration::from_nanos(self.timeout_ns.load(Ordering::Relaxed));
-        let mut round = 0u32;
-        loop {
-            self.word(s).fetch_or(WAIT, Ordering::Relaxed);
-            if attempt(true) {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            round += 1;
-            if round < 16 {
-                std::thread::yield_now();
-            } else {
-                std::thread::sleep(Duration::from_micros(u64::from(round.min(200))));
-            }
-        }
+            attempt(queued)
+        })
     }
 
     /// One attempt at an exclusive lock from free, never waiting.
@@ -190,6 +172,40 @@ impl RangeLocks {
             Mode::Exclusive => {
                 self.word(s).fetch_and(WAIT, Ordering::Release);
             }
+        }
+    }
+}
+
+/// The pool's way of waiting: `spins` calls of `attempt(false)` with a
+/// spin hint between them, then calls of `attempt(true)` with a yield (the
+/// first 15 rounds) or a growing sleep (up to 200 µs) between them, until
+/// one returns true or `timeout` has passed since the spinning ended.
+/// Returns whether one did.
+pub(crate) fn backoff(
+    spins: u32,
+    timeout: Duration,
+    mut attempt: impl FnMut(bool) -> bool,
+) -> bool {
+    for _ in 0..spins {
+        if attempt(false) {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    let deadline = Instant::now() + timeout;
+    let mut round = 0u32;
+    loop {
+        if attempt(true) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        round += 1;
+        if round < 16 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Duration::from_micros(u64::from(round.min(200))));
         }
     }
 }

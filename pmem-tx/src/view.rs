@@ -25,11 +25,12 @@
 //! starve writers for as long as some view is open, by design.
 
 use crate::error::{Error, Result};
+use crate::locks::backoff;
 use crate::pool::Pool;
 use crate::ptr::{PPtr, Persistent};
 use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 thread_local! {
     /// Pools (by instance) this thread holds views of, once per view: a
@@ -42,31 +43,10 @@ pub(crate) fn held_here(instance: u64) -> bool {
     HELD.with(|h| h.borrow().contains(&instance))
 }
 
-/// Waits, spinning then yielding then sleeping, until `done` holds or the
-/// deadline passes; returns whether it held.
-pub(crate) fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..256 {
-        if done() {
-            return true;
-        }
-        std::hint::spin_loop();
-    }
-    let deadline = Instant::now() + timeout;
-    let mut round = 0u32;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        round += 1;
-        if round < 16 {
-            std::thread::yield_now();
-        } else {
-            std::thread::sleep(Duration::from_micros(u64::from(round.min(200))));
-        }
-    }
+/// Waits until `done` holds or `timeout` passes ([`backoff`]); returns
+/// whether it held.
+pub(crate) fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
+    backoff(256, timeout, |_| done())
 }
 
 /// A read-only view of a whole pool, from [`Pool::view`]: while it lives,
@@ -165,11 +145,7 @@ impl<'p> View<'p> {
         // `len <= end - heap` for every `T` that fits in the heap at all;
         // a larger one fails `off <= end - len` through the wrap-free
         // `saturating_sub`.
-        if p.pool_id() == self.id
-            && off >= self.heap
-            && off <= self.end.saturating_sub(len)
-            && off.is_multiple_of(align_of::<T>() as u64)
-        {
+        if self.in_heap(p.pool_id(), off, len) && off.is_multiple_of(align_of::<T>() as u64) {
             // SAFETY: `off..off + len` lies inside the heap, so inside the
             // live mapping (`end` is its size), and is aligned for `T`;
             // `T` is plain data, so any bytes are a valid `T`. While this
@@ -181,6 +157,13 @@ impl<'p> View<'p> {
             return Ok(unsafe { &*(self.base.add(off as usize) as *const T) });
         }
         Err(self.refuse(p.cast(), len, align_of::<T>() as u64))
+    }
+
+    /// Whether a pointer of pool `id` to `off..off + len` is this pool's
+    /// and lies inside its heap.
+    #[inline(always)]
+    fn in_heap(&self, id: u64, off: u64, len: u64) -> bool {
+        id == self.id && off >= self.heap && off <= self.end.saturating_sub(len)
     }
 
     /// The error for a pointer `get` refused.
@@ -219,7 +202,7 @@ impl<'p> View<'p> {
     /// As [`get`](Self::get).
     pub fn bytes(&self, p: PPtr<u8>, len: u64) -> Result<&[u8]> {
         let off = p.offset();
-        if p.pool_id() != self.id || off < self.heap || off > self.end.saturating_sub(len) {
+        if !self.in_heap(p.pool_id(), off, len) {
             return Err(self.refuse(p.cast(), len, 1));
         }
         // SAFETY: as in `get`: inside the heap, no writer while the view
