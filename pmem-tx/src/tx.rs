@@ -571,7 +571,7 @@ impl<'p> Tx<'p> {
     /// (snapshot, fence, store), so that the bytes read are the
     /// transaction's own and no guard ever covers a deferred word.
     fn materialize(&self, off: u64, len: u64) -> Result<()> {
-        let words = {
+        let mut words = {
             let mut inner = self.shared.inner.borrow_mut();
             let end = off + len.max(1);
             if !inner.deferred.iter().any(|&(o, _)| o < end && off < o + 8) {
@@ -579,8 +579,13 @@ impl<'p> Tx<'p> {
             }
             std::mem::take(&mut inner.deferred)
         };
-        for &(o, v) in &words {
-            self.snapshot(o, 8, Flags::NONE)?;
+        for (i, &(o, v)) in words.iter().enumerate() {
+            if let Err(e) = self.snapshot(o, 8, Flags::NONE) {
+                // Not stored yet: the words from here on stay deferred
+                // (and still reach the commit, if the caller goes on).
+                self.shared.inner.borrow_mut().deferred = words.split_off(i);
+                return Err(e);
+            }
             // SAFETY: `o` is an 8-aligned word of the heap, locked
             // exclusively by this transaction and now snapshotted; no
             // guard covers it (guards are only made after this call, and
@@ -590,7 +595,6 @@ impl<'p> Tx<'p> {
         }
         let mut inner = self.shared.inner.borrow_mut();
         // Keep the vector's capacity for the next transaction.
-        let mut words = words;
         words.clear();
         if inner.deferred.is_empty() {
             inner.deferred = words;
@@ -1162,11 +1166,12 @@ impl<'p> Tx<'p> {
         let p = self.pool.raw.persister();
         // Deferred writes go into the redo log: applied after the commit
         // record, then drained before the log is retired, as the heap's.
-        for i in 0..inner.deferred.len() {
-            let (off, val) = inner.deferred[i];
-            inner.redo.push(RedoOp::Set64 { off, val });
-        }
-        inner.deferred.clear();
+        inner.redo.extend(
+            inner
+                .deferred
+                .drain(..)
+                .map(|(off, val)| RedoOp::Set64 { off, val }),
+        );
         if let Some(heap) = self.pool.heap.as_ref() {
             for r in &inner.reserved {
                 heap.publish_ops(r, &mut inner.redo);
