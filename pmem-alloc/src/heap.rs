@@ -212,7 +212,21 @@ impl Global {
 /// Runs of one arena, per class.
 #[derive(Debug)]
 struct Arena {
-    by_class: Vec<Vec<Arc<Run>>>,
+    by_class: Vec<ClassRuns>,
+}
+
+/// The runs of one class an arena owns.
+#[derive(Debug, Default, Clone)]
+struct ClassRuns {
+    /// All of them.
+    all: Vec<Arc<Run>>,
+    /// Those that may have an available block, each at most once (a run
+    /// is here iff its `Blocks::listed`; a retired one until a reserver
+    /// meets it). Reserving looks only here, so it does not walk the full
+    /// runs: with many runs of a large class (62 blocks of 4 KiB per
+    /// chunk), walking them all made every new run cost a pass over all the
+    /// others.
+    with_space: Vec<Arc<Run>>,
 }
 
 /// The persistent heap of one pool. `Send + Sync`.
@@ -256,7 +270,7 @@ impl Heap {
         let n = arena_count();
         let mut arenas: Vec<Arena> = (0..n)
             .map(|_| Arena {
-                by_class: vec![Vec::new(); classes().len()],
+                by_class: vec![ClassRuns::default(); classes().len()],
             })
             .collect();
         let mut g = Global::default();
@@ -277,14 +291,21 @@ impl Heap {
         let mut map = BTreeMap::new();
         for (k, (first, class, bitmap)) in r.runs.into_iter().enumerate() {
             let owner = k % n;
+            let mut blocks = Blocks::from_bitmap(class.nblocks, &bitmap);
+            blocks.listed = blocks.n_avail() > 0;
+            let listed = blocks.listed;
             let run = Arc::new(Run {
                 first,
                 class,
                 start: geo.chunk_off(first),
                 owner,
-                blocks: Mutex::new(Blocks::from_bitmap(class.nblocks, &bitmap)),
+                blocks: Mutex::new(blocks),
             });
-            arenas[owner].by_class[usize::from(class.index)].push(run.clone());
+            let runs = &mut arenas[owner].by_class[usize::from(class.index)];
+            runs.all.push(run.clone());
+            if listed {
+                runs.with_space.push(run.clone());
+            }
             cmap.set_run(first, class);
             map.insert(first, run);
         }
@@ -357,11 +378,20 @@ impl Heap {
     }
 
     /// A block from one of arena `a`'s runs of class `ci`.
-    fn take_in_arena(&self, arena: &Arena, ci: usize) -> Option<(Arc<Run>, u32)> {
-        for run in arena.by_class[ci].iter().rev() {
-            if let Some(i) = sync::lock(&run.blocks).take() {
-                return Some((run.clone(), i));
+    /// Reserves a block of class `ci` from the arena's runs with space,
+    /// taking off the list each run it finds full (or retired).
+    fn take_in_arena(&self, arena: &mut Arena, ci: usize) -> Option<(Arc<Run>, u32)> {
+        let list = &mut arena.by_class[ci].with_space;
+        while let Some(run) = list.last() {
+            {
+                let mut b = sync::lock(&run.blocks);
+                if let Some(i) = b.take() {
+                    drop(b);
+                    return Some((run.clone(), i));
+                }
+                b.listed = false;
             }
+            list.pop();
         }
         None
     }
@@ -378,12 +408,18 @@ impl Heap {
         for attempt in 0..2 {
             {
                 let mut arena = sync::lock(&self.arenas[a]);
-                if let Some((run, i)) = self.take_in_arena(&arena, ci) {
+                if let Some((run, i)) = self.take_in_arena(&mut arena, ci) {
                     return Ok(self.block_reservation(run, i, size, type_num));
                 }
                 if let Some(run) = self.new_run(p, c, a)? {
-                    let i = sync::lock(&run.blocks).take();
-                    arena.by_class[ci].push(run.clone());
+                    let i = {
+                        let mut b = sync::lock(&run.blocks);
+                        b.listed = true;
+                        b.take()
+                    };
+                    let runs = &mut arena.by_class[ci];
+                    runs.all.push(run.clone());
+                    runs.with_space.push(run.clone());
                     if let Some(i) = i {
                         return Ok(self.block_reservation(run, i, size, type_num));
                     }
@@ -391,8 +427,8 @@ impl Heap {
             }
             // No free chunk: blocks of this class in other arenas' runs.
             for j in (0..self.arenas.len()).filter(|&j| j != a) {
-                let arena = sync::lock(&self.arenas[j]);
-                if let Some((run, i)) = self.take_in_arena(&arena, ci) {
+                let mut arena = sync::lock(&self.arenas[j]);
+                if let Some((run, i)) = self.take_in_arena(&mut arena, ci) {
                     return Ok(self.block_reservation(run, i, size, type_num));
                 }
             }
@@ -539,8 +575,8 @@ impl Heap {
         let mut out = Vec::new();
         for a in self.arenas.iter() {
             let mut arena = sync::lock(a);
-            for list in arena.by_class.iter_mut() {
-                list.retain(|run| {
+            for runs in arena.by_class.iter_mut() {
+                runs.all.retain(|run| {
                     let mut b = sync::lock(&run.blocks);
                     if b.is_empty() && !b.retired {
                         b.retired = true;
@@ -563,7 +599,7 @@ impl Heap {
     /// its arena (which is kept to avoid creating a run per allocation).
     fn maybe_retire(&self, run: &Arc<Run>) {
         let mut arena = sync::lock(&self.arenas[run.owner]);
-        let list = &mut arena.by_class[usize::from(run.class.index)];
+        let list = &mut arena.by_class[usize::from(run.class.index)].all;
         if list.len() <= 1 {
             return;
         }
@@ -622,12 +658,24 @@ impl Heap {
     fn release(&self, slot: Slot) {
         match slot {
             Slot::Block { run, idx } => {
-                let empty = {
+                let (empty, relist) = {
                     let mut b = sync::lock(&run.blocks);
                     b.end_free(idx);
                     b.give(idx);
-                    b.is_empty()
+                    // A run taken off its arena's list when it was full
+                    // goes back on it with the block given back. Pushed
+                    // after the run's lock is dropped (the arena's lock
+                    // comes first in every other path); until then a
+                    // reserver just does not see the block.
+                    let relist = !b.listed && !b.retired;
+                    b.listed |= relist;
+                    (b.is_empty(), relist)
                 };
+                if relist {
+                    sync::lock(&self.arenas[run.owner]).by_class[usize::from(run.class.index)]
+                        .with_space
+                        .push(run.clone());
+                }
                 if empty {
                     self.maybe_retire(&run);
                 }

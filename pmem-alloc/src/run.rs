@@ -22,6 +22,11 @@ pub struct Blocks {
     /// The run was taken out of service (its chunks go back to the free
     /// pool); nothing may be reserved from it any more.
     pub retired: bool,
+    /// The run is on its arena's list of runs with space (the heap's
+    /// `ClassRuns::with_space`): set by whoever pushes it there, cleared by
+    /// the reserver that finds it full and takes it off. Keeps it on the
+    /// list at most once.
+    pub listed: bool,
 }
 
 impl Blocks {
@@ -41,6 +46,7 @@ impl Blocks {
             nblocks,
             hint: 0,
             retired: false,
+            listed: false,
         }
     }
 

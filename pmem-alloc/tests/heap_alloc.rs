@@ -214,6 +214,42 @@ fn fill_free_refill_does_not_grow_and_chunks_change_class() {
     assert_ok(f.heap(), f.p());
 }
 
+/// A run found full leaves the list reservers look at, and a free puts it
+/// back: with every run of a class full, the blocks freed in the older
+/// runs are the next ones reserved, each once, before any new run is made.
+#[test]
+fn blocks_freed_in_full_runs_are_reserved_before_a_new_run() {
+    let f = Fixture::new(64 * MIB);
+    let size = 4000;
+    let class = classes().iter().find(|c| c.block >= size + 16).unwrap();
+    let per_run = u64::from(class.nblocks);
+    let runs = |f: &Fixture| f.heap().stats().classes[usize::from(class.index)].runs;
+    let objs: Vec<u64> = (0..3 * per_run)
+        .map(|_| f.alloc(size, 1).unwrap())
+        .collect();
+    assert_eq!(runs(&f), 3, "three full runs");
+    for round in 0..2 {
+        let freed = [
+            objs[3],
+            objs[per_run as usize + 7],
+            objs[per_run as usize + 8],
+        ];
+        for &o in &freed {
+            f.free(o).unwrap();
+        }
+        let mut again: Vec<u64> = (0..3).map(|_| f.alloc(size, 1).unwrap()).collect();
+        again.sort_unstable();
+        let mut want = freed.to_vec();
+        want.sort_unstable();
+        assert_eq!(again, want, "round {round}: the freed blocks come back");
+        assert_eq!(runs(&f), 3, "round {round}: no new run");
+        assert_ok(f.heap(), f.p());
+    }
+    let next = f.alloc(size, 1).unwrap();
+    assert!(!objs.contains(&next));
+    assert_eq!(runs(&f), 4, "every run is full: a new one");
+}
+
 #[test]
 fn reopen_rebuilds_the_same_state() {
     let mut f = Fixture::new(128 * MIB);
