@@ -218,8 +218,9 @@ struct Arena {
 /// The runs of one class an arena owns.
 #[derive(Debug, Default, Clone)]
 struct ClassRuns {
-    /// All of them.
-    all: Vec<Arc<Run>>,
+    /// How many there are (the heap's run map holds them all; a count is
+    /// enough here, so retiring one is O(1)).
+    count: usize,
     /// Those that may have an available block, each at most once (a run
     /// is here iff its `Blocks::listed`; a retired one until a reserver
     /// meets it). Reserving looks only here, so it does not walk the full
@@ -302,7 +303,7 @@ impl Heap {
                 blocks: Mutex::new(blocks),
             });
             let runs = &mut arenas[owner].by_class[usize::from(class.index)];
-            runs.all.push(run.clone());
+            runs.count += 1;
             if listed {
                 runs.with_space.push(run.clone());
             }
@@ -418,7 +419,7 @@ impl Heap {
                         b.take()
                     };
                     let runs = &mut arena.by_class[ci];
-                    runs.all.push(run.clone());
+                    runs.count += 1;
                     runs.with_space.push(run.clone());
                     if let Some(i) = i {
                         return Ok(self.block_reservation(run, i, size, type_num));
@@ -573,20 +574,18 @@ impl Heap {
     /// exhausted); returns how many.
     fn reclaim_empty(&self, p: &Persister) -> Result<usize> {
         let mut out = Vec::new();
-        for a in self.arenas.iter() {
-            let mut arena = sync::lock(a);
-            for runs in arena.by_class.iter_mut() {
-                runs.all.retain(|run| {
-                    let mut b = sync::lock(&run.blocks);
-                    if b.is_empty() && !b.retired {
-                        b.retired = true;
-                        out.push(run.clone());
-                        false
-                    } else {
-                        true
-                    }
-                });
+        for run in sync::read(&self.runs).values() {
+            let mut b = sync::lock(&run.blocks);
+            if b.is_empty() && !b.retired {
+                b.retired = true;
+                out.push(run.clone());
             }
+        }
+        // The arenas' counts after the run map's lock is dropped: a
+        // reserver holds its arena's lock while it makes a run (which
+        // takes the map's).
+        for run in &out {
+            sync::lock(&self.arenas[run.owner]).by_class[usize::from(run.class.index)].count -= 1;
         }
         let n = out.len();
         let mut g = sync::lock(&self.global);
@@ -599,8 +598,8 @@ impl Heap {
     /// its arena (which is kept to avoid creating a run per allocation).
     fn maybe_retire(&self, run: &Arc<Run>) {
         let mut arena = sync::lock(&self.arenas[run.owner]);
-        let list = &mut arena.by_class[usize::from(run.class.index)].all;
-        if list.len() <= 1 {
+        let runs = &mut arena.by_class[usize::from(run.class.index)];
+        if runs.count <= 1 {
             return;
         }
         {
@@ -610,7 +609,8 @@ impl Heap {
             }
             b.retired = true;
         }
-        list.retain(|r| !Arc::ptr_eq(r, run));
+        // Off the list of runs with space when a reserver meets it.
+        runs.count -= 1;
         drop(arena);
         sync::lock(&self.global).retiring.push(run.clone());
     }
