@@ -23,7 +23,7 @@ use crate::layout::{
     RunHeader,
 };
 use crate::media::{Live, Media};
-use crate::run::{Blocks, Run};
+use crate::run::{Blocks, Run, SpaceList};
 use crate::sync::{self, Arc, Mutex, RwLock};
 use pmem_pool::Persister;
 use std::collections::{BTreeMap, BTreeSet};
@@ -221,13 +221,8 @@ struct ClassRuns {
     /// How many there are (the heap's run map holds them all; a count is
     /// enough here, so retiring one is O(1)).
     count: usize,
-    /// Those that may have an available block, each at most once (a run
-    /// is here iff its `Blocks::listed`; a retired one until a reserver
-    /// meets it). Reserving looks only here, so it does not walk the full
-    /// runs: with many runs of a large class (62 blocks of 4 KiB per
-    /// chunk), walking them all made every new run cost a pass over all the
-    /// others.
-    with_space: Vec<Arc<Run>>,
+    /// Those that may have an available block.
+    with_space: SpaceList<Run>,
 }
 
 /// The persistent heap of one pool. `Send + Sync`.
@@ -379,22 +374,9 @@ impl Heap {
     }
 
     /// A block from one of arena `a`'s runs of class `ci`.
-    /// Reserves a block of class `ci` from the arena's runs with space,
-    /// taking off the list each run it finds full (or retired).
+    /// Reserves a block of class `ci` from the arena's runs with space.
     fn take_in_arena(&self, arena: &mut Arena, ci: usize) -> Option<(Arc<Run>, u32)> {
-        let list = &mut arena.by_class[ci].with_space;
-        while let Some(run) = list.last() {
-            {
-                let mut b = sync::lock(&run.blocks);
-                if let Some(i) = b.take() {
-                    drop(b);
-                    return Some((run.clone(), i));
-                }
-                b.listed = false;
-            }
-            list.pop();
-        }
-        None
+        arena.by_class[ci].with_space.take()
     }
 
     fn reserve_block(
@@ -658,25 +640,16 @@ impl Heap {
     fn release(&self, slot: Slot) {
         match slot {
             Slot::Block { run, idx } => {
-                let (empty, relist) = {
-                    let mut b = sync::lock(&run.blocks);
-                    b.end_free(idx);
-                    b.give(idx);
-                    // A run taken off its arena's list when it was full
-                    // goes back on it with the block given back. Pushed
-                    // after the run's lock is dropped (the arena's lock
-                    // comes first in every other path); until then a
-                    // reserver just does not see the block.
-                    let relist = !b.listed && !b.retired;
-                    b.listed |= relist;
-                    (b.is_empty(), relist)
-                };
-                if relist {
+                // A run taken off its arena's list when it was full goes
+                // back on it; until the push a reserver just does not see
+                // the block.
+                let back = sync::lock(&run.blocks).give_back(idx);
+                if back.relist {
                     sync::lock(&self.arenas[run.owner]).by_class[usize::from(run.class.index)]
                         .with_space
                         .push(run.clone());
                 }
-                if empty {
+                if back.empty {
                     self.maybe_retire(&run);
                 }
             }

@@ -2,7 +2,7 @@
 //! free in flight. Persistent state (the bitmap) is read from the media.
 
 use crate::class::Class;
-use crate::sync::Mutex;
+use crate::sync::{Arc, Mutex, lock};
 
 /// Per-block volatile state of a run, behind the run's mutex.
 ///
@@ -125,6 +125,105 @@ impl Blocks {
     pub fn is_empty(&self) -> bool {
         self.n_avail == self.nblocks
     }
+
+    /// Makes block `i` available again at the end of its free or the
+    /// cancel of its reservation (clearing its in-flight free mark).
+    /// `relist` in the result: the run was off its arena's
+    /// [`SpaceList`] and is marked listed again, so the caller must push
+    /// it there, after dropping this run's lock (every other path takes
+    /// the arena's lock first).
+    pub fn give_back(&mut self, i: u32) -> GiveBack {
+        self.end_free(i);
+        self.give(i);
+        let relist = !self.listed && !self.retired;
+        self.listed |= relist;
+        GiveBack {
+            empty: self.is_empty(),
+            relist,
+        }
+    }
+}
+
+/// What [`Blocks::give_back`] asks of its caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GiveBack {
+    /// Every block of the run is available (it may be retired).
+    pub empty: bool,
+    /// Push the run on its arena's [`SpaceList`].
+    pub relist: bool,
+}
+
+/// Something that holds a run's block state: a [`Run`], or a bare
+/// `Mutex<Blocks>` in the loom models.
+pub trait HasBlocks {
+    /// The run's block state.
+    fn blocks(&self) -> &Mutex<Blocks>;
+}
+
+impl HasBlocks for Mutex<Blocks> {
+    fn blocks(&self) -> &Mutex<Blocks> {
+        self
+    }
+}
+
+/// The runs of one class in one arena that may have an available block,
+/// behind the arena's lock. Reserving looks only here, so it never walks
+/// the full runs: with many runs of a large class (62 blocks of 4 KiB per
+/// chunk) walking them all made every new run cost a pass over the others.
+///
+/// Each run is on it at most once, and a run that is not retired and has
+/// an available block is on it or about to be pushed by the thread that
+/// gave the block back: [`Blocks::listed`] records membership and is only
+/// changed under the run's lock, set by whoever will push the run, cleared
+/// by the reserver that pops it. A retired run stays until a reserver meets
+/// it.
+#[derive(Debug)]
+pub struct SpaceList<R> {
+    runs: Vec<Arc<R>>,
+}
+
+impl<R> Default for SpaceList<R> {
+    fn default() -> Self {
+        SpaceList { runs: Vec::new() }
+    }
+}
+
+impl<R> Clone for SpaceList<R> {
+    fn clone(&self) -> Self {
+        SpaceList {
+            runs: self.runs.clone(),
+        }
+    }
+}
+
+impl<R: HasBlocks> SpaceList<R> {
+    /// Puts `run` on the list; the caller set its `listed` flag under its
+    /// lock (a new run, or [`GiveBack::relist`]).
+    pub fn push(&mut self, run: Arc<R>) {
+        self.runs.push(run);
+    }
+
+    /// Reserves a block from the newest run with one, taking off the list
+    /// (and clearing `listed`) every run it finds full or retired first.
+    pub fn take(&mut self) -> Option<(Arc<R>, u32)> {
+        while let Some(run) = self.runs.last() {
+            {
+                let mut b = lock(run.blocks());
+                if let Some(i) = b.take() {
+                    drop(b);
+                    return Some((run.clone(), i));
+                }
+                b.listed = false;
+            }
+            self.runs.pop();
+        }
+        None
+    }
+
+    /// How many times `run` is on the list (for the models and tests).
+    pub fn count_of(&self, run: &Arc<R>) -> usize {
+        self.runs.iter().filter(|r| Arc::ptr_eq(r, run)).count()
+    }
 }
 
 /// A run in volatile state.
@@ -140,6 +239,12 @@ pub struct Run {
     pub owner: usize,
     /// Block state.
     pub blocks: Mutex<Blocks>,
+}
+
+impl HasBlocks for Run {
+    fn blocks(&self) -> &Mutex<Blocks> {
+        &self.blocks
+    }
 }
 
 impl Run {

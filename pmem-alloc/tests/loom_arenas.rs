@@ -1,7 +1,8 @@
 //! loom models of the heap's volatile hand-offs, through the real code
 //! (`pmem_alloc::sync` swaps in loom's primitives under `--cfg loom`):
-//! arena assignment, and reserve / cancel / free-after-commit / retire on a
-//! run's block state under contention. Run with
+//! arena assignment, reserve / cancel / free-after-commit / retire on a
+//! run's block state under contention, and the list of runs with space
+//! that a free puts a full run back on. Run with
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p pmem-alloc --release --test loom_arenas`.
 #![cfg(loom)]
 
@@ -92,5 +93,67 @@ fn reserve_cancel_free_and_retire_hand_off() {
         if b.retired {
             assert_eq!(b.take(), None, "reserved from a retired run");
         }
+    });
+}
+
+/// The list of runs with space (`SpaceList`) under contention: a run of one
+/// block, on the list, whose block the freer holds. The freer gives it
+/// back (and pushes the run if it was off the list) while a reserver takes
+/// from the list (popping the run if it finds it full) and cancels what it
+/// got, and a retirer retires the run if it finds it empty. At the end the
+/// run is on the list at most once, exactly when its `listed` flag says
+/// so, and whenever it can still serve a block (available and not
+/// retired).
+#[test]
+fn space_list_relists_a_run_once() {
+    use pmem_alloc::run::SpaceList;
+    loom::model(|| {
+        let run = pmem_alloc::sync::Arc::new(Mutex::new(Blocks::new_all_free(1)));
+        let held = {
+            let mut b = lock(&run);
+            b.listed = true;
+            b.take().expect("one block")
+        };
+        let list = Arc::new(Mutex::new(SpaceList::default()));
+        lock(&list).push(run.clone());
+
+        let (l1, r1) = (list.clone(), run.clone());
+        let freer = loom::thread::spawn(move || {
+            let back = lock(&r1).give_back(held);
+            if back.relist {
+                lock(&l1).push(r1.clone());
+            }
+        });
+        let (l2, r2) = (list.clone(), run.clone());
+        let reserver = loom::thread::spawn(move || {
+            let got = lock(&l2).take();
+            if let Some((r, i)) = got {
+                assert!(pmem_alloc::sync::Arc::ptr_eq(&r, &r2));
+                let back = lock(&r).give_back(i);
+                if back.relist {
+                    lock(&l2).push(r);
+                }
+            }
+        });
+        let r3 = run.clone();
+        let retirer = loom::thread::spawn(move || {
+            let mut b = lock(&r3);
+            if b.is_empty() {
+                b.retired = true;
+            }
+        });
+        freer.join().unwrap();
+        reserver.join().unwrap();
+        retirer.join().unwrap();
+
+        let on = lock(&list).count_of(&run);
+        let b = lock(&run);
+        assert!(b.is_empty(), "the block is back");
+        assert!(on <= 1, "the run is on the list {on} times");
+        if !b.retired {
+            assert_eq!(on, 1, "a run with space is off the list");
+            assert!(b.listed);
+        }
+        assert_eq!(b.listed, on == 1, "listed flag and membership disagree");
     });
 }
