@@ -373,7 +373,6 @@ impl Heap {
         }
     }
 
-    /// A block from one of arena `a`'s runs of class `ci`.
     /// Reserves a block of class `ci` from the arena's runs with space.
     fn take_in_arena(&self, arena: &mut Arena, ci: usize) -> Option<(Arc<Run>, u32)> {
         arena.by_class[ci].with_space.take()
@@ -558,7 +557,10 @@ impl Heap {
         let mut out = Vec::new();
         for run in sync::read(&self.runs).values() {
             let mut b = sync::lock(&run.blocks);
-            if b.is_empty() && !b.retired {
+            // Not a run being made: it is in the map before its maker
+            // lists it and takes its first block, and retiring it there
+            // would fail that reservation.
+            if b.is_empty() && !b.retired && b.listed {
                 b.retired = true;
                 out.push(run.clone());
             }
