@@ -555,19 +555,22 @@ impl Heap {
     /// exhausted); returns how many.
     fn reclaim_empty(&self, p: &Persister) -> Result<usize> {
         let mut out = Vec::new();
-        for run in sync::read(&self.runs).values() {
+        // Copied out first: the run map's read lock is never held while
+        // taking another (the lock order at the top).
+        let runs: Vec<Arc<Run>> = sync::read(&self.runs).values().cloned().collect();
+        for run in runs {
             let mut b = sync::lock(&run.blocks);
             // Not a run being made: it is in the map before its maker
             // lists it and takes its first block, and retiring it there
             // would fail that reservation.
             if b.is_empty() && !b.retired && b.listed {
                 b.retired = true;
-                out.push(run.clone());
+                drop(b);
+                out.push(run);
             }
         }
-        // The arenas' counts after the run map's lock is dropped: a
-        // reserver holds its arena's lock while it makes a run (which
-        // takes the map's).
+        // Then the arenas' counts, with no run's lock held (arena before
+        // run blocks).
         for run in &out {
             sync::lock(&self.arenas[run.owner]).by_class[usize::from(run.class.index)].count -= 1;
         }
