@@ -373,11 +373,6 @@ impl Heap {
         }
     }
 
-    /// Reserves a block of class `ci` from the arena's runs with space.
-    fn take_in_arena(&self, arena: &mut Arena, ci: usize) -> Option<(Arc<Run>, u32)> {
-        arena.by_class[ci].with_space.take()
-    }
-
     fn reserve_block(
         &self,
         p: &Persister,
@@ -390,7 +385,7 @@ impl Heap {
         for attempt in 0..2 {
             {
                 let mut arena = sync::lock(&self.arenas[a]);
-                if let Some((run, i)) = self.take_in_arena(&mut arena, ci) {
+                if let Some((run, i)) = arena.by_class[ci].with_space.take() {
                     return Ok(self.block_reservation(run, i, size, type_num));
                 }
                 if let Some(run) = self.new_run(p, c, a)? {
@@ -410,7 +405,7 @@ impl Heap {
             // No free chunk: blocks of this class in other arenas' runs.
             for j in (0..self.arenas.len()).filter(|&j| j != a) {
                 let mut arena = sync::lock(&self.arenas[j]);
-                if let Some((run, i)) = self.take_in_arena(&mut arena, ci) {
+                if let Some((run, i)) = arena.by_class[ci].with_space.take() {
                     return Ok(self.block_reservation(run, i, size, type_num));
                 }
             }

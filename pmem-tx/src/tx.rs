@@ -1455,9 +1455,6 @@ impl Tx<'_> {
     }
 }
 
-/// Rounds ranges out to cache lines, sorts and merges them, so that each
-/// line is flushed once. Works in place (the merged ranges are compacted
-/// to the front of `ranges`, the rest is left over), allocating nothing.
 /// Forgets the deferred writes into an object being freed: they would
 /// only store into a dead block.
 fn drop_deferred(inner: &mut Inner, off: u64, usable: u64) {
@@ -1466,6 +1463,9 @@ fn drop_deferred(inner: &mut Inner, off: u64, usable: u64) {
         .retain(|&(o, _)| !(off <= o && o < off + usable.max(1)));
 }
 
+/// Rounds ranges out to cache lines, sorts and merges them, so that each
+/// line is flushed once. Works in place (the merged ranges are compacted
+/// to the front of `ranges`, the rest is left over), allocating nothing.
 fn merged_lines(ranges: &mut [(u64, u64)]) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
     const L: u64 = pmem_pool::persist::CACHE_LINE as u64;
     for r in ranges.iter_mut() {
