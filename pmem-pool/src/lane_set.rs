@@ -153,6 +153,16 @@ impl LaneSet {
         self.busy.iter().all(|b| !b.load(Ordering::SeqCst))
     }
 
+    /// Whether lane `i` is held right now (`SeqCst`: a caller that clears
+    /// state the holder checks after taking the lane relies on the
+    /// Dekker-style order of the two; see `pmem-tx`'s `invalidate.rs`).
+    /// False for a lane out of range.
+    pub fn is_busy(&self, i: u32) -> bool {
+        self.busy
+            .get(i as usize)
+            .is_some_and(|b| b.load(Ordering::SeqCst))
+    }
+
     /// How many lanes are held right now (for `pmem info` and tests).
     pub fn in_use(&self) -> u32 {
         self.busy

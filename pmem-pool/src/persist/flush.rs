@@ -158,6 +158,15 @@ unsafe fn clflush_lines(p: *const u8, lines: usize) {
     }
 }
 
+/// Load fence: no later instruction starts before every earlier one,
+/// loads included, has completed locally. Flushes cannot pass it, so a
+/// flush after it writes back at least what the loads before it saw.
+#[inline]
+pub fn lfence() {
+    // SAFETY: lfence has no memory-safety preconditions.
+    unsafe { std::arch::x86_64::_mm_lfence() }
+}
+
 /// Store fence: orders and completes earlier flushes and non-temporal stores.
 #[inline]
 pub fn sfence() {

@@ -191,6 +191,19 @@ impl Persister {
         }
     }
 
+    /// Orders this thread's next flushes after its earlier loads. A thread
+    /// that loads a value another thread published after storing a pool
+    /// word, and then flushes that word, writes back at least the stored
+    /// value only if the flush cannot run ahead of the load: `lfence` in
+    /// `Pmem` mode. The other modes need nothing: `msync` reads the page
+    /// when it is called, `Eadr` flushes nothing, `Sim` copies at the drain.
+    #[inline]
+    pub fn order_flushes_after_loads(&self) {
+        if let Imp::Pmem(_) = self.imp {
+            flush::lfence();
+        }
+    }
+
     /// Waits until everything this thread flushed or wrote non-temporally is
     /// durable, and orders it before this thread's later stores. In `Msync`
     /// mode this is one `msync` per span of dirty ranges at most
