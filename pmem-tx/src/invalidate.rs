@@ -17,19 +17,53 @@
 //!   block without any drain: the block goes back to the heap only after
 //!   this lane's bump is durable ([`Invalidation::defer`]).
 //!
+//! Drains find the lanes with such bumps by a mark per lane, which stays
+//! while the lane is in use; [`Invalidation::tidy`] clears the marks of
+//! lanes no one holds once their bumps are durable, so that a burst of
+//! threads does not tax every later drain.
+//!
 //! FORMAT.md ("Commit protocol") has the whole argument.
 
 use pmem_alloc::{FreeTicket, Heap};
 use pmem_pool::Persister;
 use pmem_pool::lane::LaneLayout;
-use std::sync::Mutex;
+use pmem_pool::lane_set::LaneSet;
+use std::cell::Cell;
+// `--cfg loom` swaps in loom's primitives, so that `tests/loom_inval.rs`
+// checks the real marking code.
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+#[cfg(loom)]
+use loom::sync::{Mutex, MutexGuard};
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(not(loom))]
+use std::sync::{Mutex, MutexGuard};
+
+/// Marked lanes a drain flushes without asking for a
+/// [`tidy`](Invalidation::tidy): the caller's own. Each flush of a word
+/// that is already durable costs about 8 ns here, twice per transaction
+/// for ever; a tidy costs a fence, and unmarking a lane that is used again
+/// costs its next commit a locked instruction on a line every thread
+/// reads, so it runs rarely (see [`TIDY_EVERY`]).
+const TIDY_AFTER: usize = 1;
+
+/// Drains with more marks than [`TIDY_AFTER`] a thread lets pass between
+/// two tidies: when many lanes are in use at once, a tidy finds few idle
+/// ones, and must not cost every transaction a fence.
+const TIDY_EVERY: u32 = 1024;
+
+thread_local! {
+    /// Drains with many marks this thread still lets pass before a tidy.
+    static TIDY_WAIT: Cell<u32> = const { Cell::new(0) };
+}
 
 /// Which lanes may have a stored but unfenced generation bump, and the
 /// frees that wait for it.
-pub(crate) struct Invalidation {
-    /// One bit per lane, set at its first lazy bump and never cleared
-    /// (see [`settled`](Self::settled)).
+pub struct Invalidation {
+    /// One bit per lane, set at a lazy bump when clear: the lanes whose
+    /// words every drain flushes. Cleared only by [`tidy`](Self::tidy),
+    /// for a lane no one holds after its bump was made durable.
     mask: Box<[AtomicU64]>,
     /// Per lane: freed blocks to give back once the lane's bump is durable.
     deferred: Box<[Mutex<Vec<FreeTicket>>]>,
@@ -44,7 +78,7 @@ pub(crate) struct Invalidation {
 impl Invalidation {
     /// `generation(lane)` reads lane `lane`'s generation word from the
     /// pool (recovery is done).
-    pub(crate) fn new(lanes: u32, generation: impl Fn(u32) -> u64) -> Self {
+    pub fn new(lanes: u32, generation: impl Fn(u32) -> u64) -> Self {
         let words = (lanes as usize).div_ceil(64);
         Invalidation {
             mask: (0..words).map(|_| AtomicU64::new(0)).collect(),
@@ -57,13 +91,16 @@ impl Invalidation {
     /// Lane `lane`'s generation (the caller holds the lane; the lane set's
     /// hand-over orders this with the previous holder's
     /// [`set_generation`](Self::set_generation)).
-    pub(crate) fn generation(&self, lane: u32) -> u64 {
+    pub fn generation(&self, lane: u32) -> u64 {
         self.generations[lane as usize].load(Ordering::Relaxed)
     }
 
-    /// Records the generation the holder of `lane` just stored.
-    pub(crate) fn set_generation(&self, lane: u32, generation: u64) {
-        self.generations[lane as usize].store(generation, Ordering::Relaxed);
+    /// Records the generation the holder of `lane` just stored into the
+    /// lane's word in the pool. Called after that store, with `Release`: a
+    /// [`tidy`](Self::tidy) that sees this value and then writes the word
+    /// back writes back at least this value.
+    pub fn set_generation(&self, lane: u32, generation: u64) {
+        self.generations[lane as usize].store(generation, Ordering::Release);
     }
 
     /// Records that `lane`'s generation word is about to be stored without
@@ -71,18 +108,96 @@ impl Invalidation {
     /// store: a flush that comes in between writes back nothing new, but
     /// the mark stays, and any transaction that depends on this one's
     /// changes acquires their locks after the store.
-    pub(crate) fn mark(&self, lane: u32) {
+    pub fn mark(&self, lane: u32) {
         let word = &self.mask[lane as usize / 64];
         let bit = 1u64 << (lane % 64);
-        // Marks are never cleared: after the lane's first commit this is
-        // a load, not a locked instruction.
-        if word.load(Ordering::Relaxed) & bit == 0 {
-            word.fetch_or(bit, Ordering::Release);
+        // The C++ model orders the lane's SeqCst acquisition before this
+        // SeqCst load (see `tidy`); loom models SeqCst accesses as
+        // acquire/release only and needs the fence to see that.
+        #[cfg(loom)]
+        fence(Ordering::SeqCst);
+        // A mark stays while its lane is in use: after the lane's first
+        // commit this is a load, not a locked instruction.
+        if word.load(Ordering::SeqCst) & bit == 0 {
+            word.fetch_or(bit, Ordering::SeqCst);
         }
     }
 
-    /// Whether any lane's bump may be unfenced (marks stay set once a
-    /// lane was used, so this is true after the first commit).
+    /// Unmarks the lanes no one holds, after making their bumps durable,
+    /// so that drains stop flushing their words: a burst of threads would
+    /// otherwise leave every later drain, for as long as the pool is open,
+    /// flushing the word of every lane the burst used. `write_back` flushes
+    /// and drains the generation words of the lanes it is given (it starts
+    /// with [`Persister::order_flushes_after_loads`]: the generations were
+    /// just loaded); if it fails, nothing is unmarked.
+    ///
+    /// A holder skips marking when it finds its bit set, so an unmark that
+    /// races with a commit on the lane must not win. After clearing a bit
+    /// this looks at the lane again and sets the bit back if the lane is
+    /// held, or if its generation moved since it was written back. The
+    /// holder takes its lane and then loads the bit; this clears the bit
+    /// and then loads the lane's flag; all four `SeqCst`, so at least one
+    /// sees the other: the holder finds the bit clear and sets it, or this
+    /// finds the lane held or, if the holder already gave it back, the
+    /// generation it published before doing so.
+    pub fn tidy(
+        &self,
+        lanes: &LaneSet,
+        write_back: impl FnOnce(&[u32]) -> pmem_pool::Result<()>,
+    ) -> pmem_pool::Result<()> {
+        let idle: Vec<(u32, u64)> = self
+            .marked()
+            .map(|l| l as u32)
+            .filter(|&l| !lanes.is_busy(l))
+            .map(|l| (l, self.generation_published(l)))
+            .collect();
+        if idle.is_empty() {
+            return Ok(());
+        }
+        write_back(&idle.iter().map(|&(l, _)| l).collect::<Vec<_>>())?;
+        for (lane, g) in idle {
+            let word = &self.mask[lane as usize / 64];
+            let bit = 1u64 << (lane % 64);
+            word.fetch_and(!bit, Ordering::SeqCst);
+            // As in `mark`, for loom's sake only.
+            #[cfg(loom)]
+            fence(Ordering::SeqCst);
+            if lanes.is_busy(lane) || self.generation_published(lane) != g {
+                word.fetch_or(bit, Ordering::SeqCst);
+            }
+        }
+        Ok(())
+    }
+
+    /// Lane `lane`'s generation as its holder last published it, read by
+    /// someone else than the holder (its stores into the pool word happen
+    /// before).
+    fn generation_published(&self, lane: u32) -> u64 {
+        self.generations[lane as usize].load(Ordering::Acquire)
+    }
+
+    /// Whether `lane` is marked (for tests and loom models).
+    #[cfg(any(test, loom))]
+    pub fn is_marked(&self, lane: u32) -> bool {
+        self.marked().any(|l| l == lane as usize)
+    }
+
+    /// The lanes marked so far, in increasing order.
+    fn marked(&self) -> impl Iterator<Item = usize> + '_ {
+        self.mask.iter().enumerate().flat_map(|(w, m)| {
+            let mut bits = m.load(Ordering::Acquire);
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let lane = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    lane
+                })
+            })
+        })
+    }
+
+    /// Whether any lane's bump may be unfenced (a mark stays set while its
+    /// lane is in use, so this is true after the first commit).
     pub(crate) fn any(&self) -> bool {
         self.mask.iter().any(|m| m.load(Ordering::Acquire) != 0)
     }
@@ -93,10 +208,21 @@ impl Invalidation {
     /// `skip`: a lane whose word the caller knows is durable (its own,
     /// settled earlier in the same transaction: flushing it again would
     /// evict the line the commit is about to store into).
-    pub(crate) fn flush_pending(&self, p: &Persister, layout: &LaneLayout, skip: Option<u32>) {
+    ///
+    /// Returns whether this thread should [`tidy`](Self::tidy) once its
+    /// transaction is over: many lanes are marked, and it has not tidied
+    /// within its last [`TIDY_EVERY`] such drains.
+    pub(crate) fn flush_pending(
+        &self,
+        p: &Persister,
+        layout: &LaneLayout,
+        skip: Option<u32>,
+    ) -> bool {
         let skip = skip.map_or(usize::MAX, |l| l as usize);
+        let mut marked = 0;
         for (w, m) in self.mask.iter().enumerate() {
             let mut bits = m.load(Ordering::Acquire);
+            marked += bits.count_ones() as usize;
             while bits != 0 {
                 let lane = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
@@ -105,6 +231,19 @@ impl Invalidation {
                 }
             }
         }
+        marked > TIDY_AFTER
+            && TIDY_WAIT
+                .try_with(|w| match w.get() {
+                    0 => {
+                        w.set(TIDY_EVERY);
+                        true
+                    }
+                    n => {
+                        w.set(n - 1);
+                        false
+                    }
+                })
+                .unwrap_or(false)
     }
 
     /// Called by the holder of `lane` after a drain that followed
@@ -115,7 +254,8 @@ impl Invalidation {
     /// already durable, which costs little): clearing it would take a
     /// locked instruction right after the fence, and a locked instruction
     /// waits for every flush in flight, turning the fence's latency, which
-    /// would otherwise overlap the caller's next work, into a stall.
+    /// would otherwise overlap the caller's next work, into a stall. Only
+    /// [`tidy`](Self::tidy), when many lanes are marked, clears marks.
     pub(crate) fn settled(&self, lane: u32, heap: Option<&Heap>) {
         if self.deferred_count.load(Ordering::Acquire) > 0 {
             self.release(&mut lock(&self.deferred[lane as usize]), heap);
@@ -178,6 +318,61 @@ impl Invalidation {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Lanes 0..4 marked with a bump each (generation 7 -> 8).
+    fn four_marked() -> Invalidation {
+        let inval = Invalidation::new(4, |_| 7);
+        for l in 0..4 {
+            inval.mark(l);
+            inval.set_generation(l, 8);
+        }
+        inval
+    }
+
+    #[test]
+    fn tidy_writes_back_and_unmarks_only_the_lanes_no_one_holds() {
+        let inval = four_marked();
+        let lanes = LaneSet::new(4);
+        assert_eq!(lanes.acquire(1), Some(1));
+        let mut written = Vec::new();
+        inval
+            .tidy(&lanes, |ls| {
+                written.extend_from_slice(ls);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(written, [0, 2, 3], "the idle lanes' words are written back");
+        assert!(!inval.is_marked(0) && !inval.is_marked(2) && !inval.is_marked(3));
+        assert!(inval.is_marked(1), "a held lane stays marked");
+        assert!(inval.any());
+
+        // The holder's next commit finds its mark set; the others' next
+        // commits mark their lanes again.
+        inval.mark(3);
+        assert!(inval.is_marked(3));
+        lanes.release(1);
+        inval.tidy(&lanes, |_| Ok(())).unwrap();
+        assert!(!inval.is_marked(1) && !inval.is_marked(3));
+        assert!(!inval.any(), "nothing left to flush");
+    }
+
+    #[test]
+    fn a_failed_write_back_unmarks_nothing() {
+        let inval = four_marked();
+        let lanes = LaneSet::new(4);
+        let r = inval.tidy(&lanes, |_| {
+            Err(pmem_pool::Error::Msync(std::io::Error::from_raw_os_error(
+                5,
+            )))
+        });
+        assert!(r.is_err());
+        assert!((0..4).all(|l| inval.is_marked(l)));
+    }
 }

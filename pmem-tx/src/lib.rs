@@ -46,6 +46,9 @@ pub use bytemuck;
 pub use error::{Error, Result};
 #[cfg(loom)]
 #[doc(hidden)]
+pub use invalidate::Invalidation;
+#[cfg(loom)]
+#[doc(hidden)]
 pub use plock::table::{LockMode, LockTable};
 pub use plock::{PLOCK_HEADER, PMutex, PMutexGuard, PReadGuard, PRwLock, PWriteGuard};
 pub use pmem_alloc::Error as AllocError;

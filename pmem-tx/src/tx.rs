@@ -146,6 +146,9 @@ struct Inner {
     settled: bool,
     /// Whether it locked bytes exclusively since its last drain.
     locked_since_drain: bool,
+    /// Whether a drain found many lanes marked: unmark the idle ones once
+    /// the commit is over (`Invalidation::tidy`).
+    tidy: bool,
     /// A commit-order number taken before the commit (`take_seq`), valid
     /// while no stripe is newly locked exclusively after it.
     early_seq: Option<u64>,
@@ -199,6 +202,7 @@ impl Inner {
             unsnapped,
             settled,
             locked_since_drain,
+            tidy,
             early_seq,
             deferred,
         } = self;
@@ -206,6 +210,7 @@ impl Inner {
         *unsnapped = false;
         *settled = false;
         *locked_since_drain = false;
+        *tidy = false;
         *early_seq = None;
         deferred.clear();
         *generation = 0;
@@ -1142,8 +1147,28 @@ impl<'p> Tx<'p> {
         let r = self.commit_durably(inner);
         if r.is_ok() {
             self.release(inner);
+            if std::mem::take(&mut inner.tidy) {
+                self.tidy();
+            }
         }
         r
+    }
+
+    /// Unmarks the lanes no one holds (`Invalidation::tidy`), after the
+    /// commit gave back its locks and lane: their locked instructions
+    /// already waited for the commit's flushes, so this fence waits only
+    /// for its own. A failure here leaves the marks set, which costs
+    /// flushes, not durability: the transaction stays committed.
+    fn tidy(&self) {
+        let p = self.pool.raw.persister();
+        let layout = &self.pool.layout;
+        let _ = self.pool.inval.tidy(&self.pool.lanes, |lanes| {
+            p.order_flushes_after_loads();
+            for &l in lanes {
+                p.flush(layout.generation_off(l), 8);
+            }
+            p.drain()
+        });
     }
 
     /// Drains, first flushing every lane's unfenced generation bump
@@ -1152,7 +1177,7 @@ impl<'p> Tx<'p> {
     fn drain(&self, inner: &mut Inner) -> Result<()> {
         let p = self.pool.raw.persister();
         let own = if inner.settled { inner.lane } else { None };
-        self.pool.inval.flush_pending(p, &self.pool.layout, own);
+        inner.tidy |= self.pool.inval.flush_pending(p, &self.pool.layout, own);
         p.drain()?;
         inner.locked_since_drain = false;
         if let (Some(lane), false) = (inner.lane, inner.settled) {
@@ -1291,9 +1316,7 @@ impl<'p> Tx<'p> {
             // become durable).
             self.drain(inner)?;
         }
-        self.pool
-            .inval
-            .set_generation(lane, inner.generation.wrapping_add(1));
+        let bumped = inner.generation.wrapping_add(1);
         let lazy = inner.overflow.is_empty();
         if lazy {
             // Not flushed here: every later drain flushes the marked
@@ -1301,12 +1324,14 @@ impl<'p> Tx<'p> {
             // instruction until then (releasing the locks and the lane)
             // wait for it. Marked first: a locked instruction after the
             // store would wait for it (its line is usually not cached any
-            // more).
+            // more). Published after the store (`Invalidation::tidy`).
             self.pool.inval.mark(lane);
             write_generation(p, &self.pool.layout, lane, inner.generation);
+            self.pool.inval.set_generation(lane, bumped);
         } else {
             // Overflow blocks go back to the heap now: the bump first.
             store_generation(p, &self.pool.layout, lane, inner.generation);
+            self.pool.inval.set_generation(lane, bumped);
             p.drain()?;
         }
         inner.entries.clear();
