@@ -129,7 +129,12 @@ impl Invalidation {
     /// flushing the word of every lane the burst used. `write_back` flushes
     /// and drains the generation words of the lanes it is given (it starts
     /// with [`Persister::order_flushes_after_loads`]: the generations were
-    /// just loaded); if it fails, nothing is unmarked.
+    /// just loaded); if it fails, nothing is unmarked. The blocks those
+    /// lanes' transactions freed, waiting for their bumps, go back to
+    /// `heap` once written back (a thread that freed objects and then
+    /// stopped using the pool would otherwise keep them out of the heap's
+    /// hands until its lane was taken again, the heap was full, or the
+    /// pool closed).
     ///
     /// A holder skips marking when it finds its bit set, so an unmark that
     /// races with a commit on the lane must not win. After clearing a bit
@@ -143,18 +148,44 @@ impl Invalidation {
     pub fn tidy(
         &self,
         lanes: &LaneSet,
+        heap: Option<&Heap>,
         write_back: impl FnOnce(&[u32]) -> pmem_pool::Result<()>,
     ) -> pmem_pool::Result<()> {
-        let idle: Vec<(u32, u64)> = self
+        let idle_lanes: Vec<u32> = self
             .marked()
             .map(|l| l as u32)
             .filter(|&l| !lanes.is_busy(l))
-            .map(|l| (l, self.generation_published(l)))
             .collect();
-        if idle.is_empty() {
+        if idle_lanes.is_empty() {
             return Ok(());
         }
-        write_back(&idle.iter().map(|&(l, _)| l).collect::<Vec<_>>())?;
+        // Taken before the generations are loaded: each ticket was
+        // deferred after its transaction published its bump, so the
+        // write-back below covers that bump or a later one (as in
+        // `settle_all`).
+        let mut freed: Vec<(u32, Vec<FreeTicket>)> = Vec::new();
+        if self.deferred_count.load(Ordering::Acquire) > 0 {
+            for &l in &idle_lanes {
+                let t = std::mem::take(&mut *lock(&self.deferred[l as usize]));
+                if !t.is_empty() {
+                    freed.push((l, t));
+                }
+            }
+        }
+        let idle: Vec<(u32, u64)> = idle_lanes
+            .iter()
+            .map(|&l| (l, self.generation_published(l)))
+            .collect();
+        if let Err(e) = write_back(&idle_lanes) {
+            // Not durable: the blocks wait for their lanes again.
+            for (l, t) in freed {
+                lock(&self.deferred[l as usize]).extend(t);
+            }
+            return Err(e);
+        }
+        for (_, mut t) in freed {
+            self.release(&mut t, heap);
+        }
         for (lane, g) in idle {
             let word = &self.mask[lane as usize / 64];
             let bit = 1u64 << (lane % 64);
@@ -343,7 +374,7 @@ mod tests {
         assert_eq!(lanes.acquire(1), Some(1));
         let mut written = Vec::new();
         inval
-            .tidy(&lanes, |ls| {
+            .tidy(&lanes, None, |ls| {
                 written.extend_from_slice(ls);
                 Ok(())
             })
@@ -358,7 +389,7 @@ mod tests {
         inval.mark(3);
         assert!(inval.is_marked(3));
         lanes.release(1);
-        inval.tidy(&lanes, |_| Ok(())).unwrap();
+        inval.tidy(&lanes, None, |_| Ok(())).unwrap();
         assert!(!inval.is_marked(1) && !inval.is_marked(3));
         assert!(!inval.any(), "nothing left to flush");
     }
@@ -367,7 +398,7 @@ mod tests {
     fn a_failed_write_back_unmarks_nothing() {
         let inval = four_marked();
         let lanes = LaneSet::new(4);
-        let r = inval.tidy(&lanes, |_| {
+        let r = inval.tidy(&lanes, None, |_| {
             Err(pmem_pool::Error::Msync(std::io::Error::from_raw_os_error(
                 5,
             )))

@@ -1162,7 +1162,8 @@ impl<'p> Tx<'p> {
     fn tidy(&self) {
         let p = self.pool.raw.persister();
         let layout = &self.pool.layout;
-        let _ = self.pool.inval.tidy(&self.pool.lanes, |lanes| {
+        let heap = self.pool.heap.as_ref();
+        let _ = self.pool.inval.tidy(&self.pool.lanes, heap, |lanes| {
             p.order_flushes_after_loads();
             for &l in lanes {
                 p.flush(layout.generation_off(l), 8);

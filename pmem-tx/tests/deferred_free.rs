@@ -45,3 +45,44 @@ fn a_freed_block_is_held_back_then_returned() {
     // And the heap agrees: three objects of type 1.
     assert_eq!(pool.objects(Some(1)).unwrap().len(), 3);
 }
+
+/// A thread frees an object and stops using the pool while other lanes
+/// are in use: its lane's tidy hands the block back, so the next
+/// allocation of that size reuses it instead of making a new run.
+#[test]
+fn a_block_freed_by_a_thread_that_left_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = PoolOptions::new().mode(Mode::Sim).ignore_env(true);
+    let pool = Pool::create_with(dir.path().join("d.pool"), "deferred", 8 << 20, &opts).unwrap();
+    // 64 KiB objects: a run of this class holds 4, so these fill one run.
+    type Big = [u8; 60 << 10];
+    let slots = pool.root::<[PPtr<Big>; 6]>().unwrap();
+    let slot = |i: usize| slots.index(i).unwrap();
+    let blocks: Vec<u64> = (0..4)
+        .map(|i| pool.alloc_uninit_into(slot(i), 1).unwrap().offset())
+        .collect();
+    let freed = blocks[2];
+    // This thread holds its lane while another frees, so that the other
+    // takes a lane of its own, and leaves.
+    pool.transaction(|tx| -> Result<(), Error> {
+        tx.write(slot(5), PPtr::null())?;
+        std::thread::scope(|s| {
+            s.spawn(|| pool.free_from(slot(2)).unwrap());
+        });
+        Ok(())
+    })
+    .unwrap();
+    // A few transactions here: their drains find the other lane marked
+    // and one of them tidies it.
+    for v in 0..3u64 {
+        pool.transaction(|tx| tx.write(slots.index(5).unwrap().cast::<u64>(), v))
+            .unwrap();
+    }
+    let again = pool.alloc_uninit_into(slot(2), 1).unwrap();
+    assert_eq!(
+        again.offset(),
+        freed,
+        "the block freed by the thread that left was not handed back"
+    );
+    assert_eq!(pool.objects(Some(1)).unwrap().len(), 4);
+}

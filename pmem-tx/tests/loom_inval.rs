@@ -53,7 +53,7 @@ fn tidy_against_commits(holders: usize) {
             })
             .collect();
         inval
-            .tidy(&lanes, |ls| {
+            .tidy(&lanes, None, |ls| {
                 for &l in ls {
                     let l = l as usize;
                     let v = media.stored[l].load(Ordering::Relaxed);
