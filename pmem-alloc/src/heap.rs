@@ -225,6 +225,17 @@ struct ClassRuns {
     with_space: SpaceList<Run>,
 }
 
+impl ClassRuns {
+    /// Counts a run new to the arena, and lists it when `listed` (its
+    /// `Blocks::listed` flag, set under the run's lock).
+    fn add(&mut self, run: &Arc<Run>, listed: bool) {
+        self.count += 1;
+        if listed {
+            self.with_space.push(run.clone());
+        }
+    }
+}
+
 /// The persistent heap of one pool. `Send + Sync`.
 pub struct Heap {
     geo: Geometry,
@@ -297,11 +308,7 @@ impl Heap {
                 owner,
                 blocks: Mutex::new(blocks),
             });
-            let runs = &mut arenas[owner].by_class[usize::from(class.index)];
-            runs.count += 1;
-            if listed {
-                runs.with_space.push(run.clone());
-            }
+            arenas[owner].by_class[usize::from(class.index)].add(&run, listed);
             cmap.set_run(first, class);
             map.insert(first, run);
         }
@@ -394,9 +401,7 @@ impl Heap {
                         b.listed = true;
                         b.take()
                     };
-                    let runs = &mut arena.by_class[ci];
-                    runs.count += 1;
-                    runs.with_space.push(run.clone());
+                    arena.by_class[ci].add(&run, true);
                     if let Some(i) = i {
                         return Ok(self.block_reservation(run, i, size, type_num));
                     }

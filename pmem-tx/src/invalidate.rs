@@ -109,8 +109,7 @@ impl Invalidation {
     /// the mark stays, and any transaction that depends on this one's
     /// changes acquires their locks after the store.
     pub fn mark(&self, lane: u32) {
-        let word = &self.mask[lane as usize / 64];
-        let bit = 1u64 << (lane % 64);
+        let (word, bit) = self.mask_bit(lane);
         // The C++ model orders the lane's SeqCst acquisition before this
         // SeqCst load (see `tidy`); loom models SeqCst accesses as
         // acquire/release only and needs the fence to see that.
@@ -187,8 +186,7 @@ impl Invalidation {
             self.release(&mut t, heap);
         }
         for (lane, g) in idle {
-            let word = &self.mask[lane as usize / 64];
-            let bit = 1u64 << (lane % 64);
+            let (word, bit) = self.mask_bit(lane);
             word.fetch_and(!bit, Ordering::SeqCst);
             // As in `mark`, for loom's sake only.
             #[cfg(loom)]
@@ -198,6 +196,11 @@ impl Invalidation {
             }
         }
         Ok(())
+    }
+
+    /// The mask word holding `lane`'s mark, and the mark's bit in it.
+    fn mask_bit(&self, lane: u32) -> (&AtomicU64, u64) {
+        (&self.mask[lane as usize / 64], 1u64 << (lane % 64))
     }
 
     /// Lane `lane`'s generation as its holder last published it, read by
@@ -251,15 +254,10 @@ impl Invalidation {
     ) -> bool {
         let skip = skip.map_or(usize::MAX, |l| l as usize);
         let mut marked = 0;
-        for (w, m) in self.mask.iter().enumerate() {
-            let mut bits = m.load(Ordering::Acquire);
-            marked += bits.count_ones() as usize;
-            while bits != 0 {
-                let lane = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                if lane != skip {
-                    p.flush(layout.generation_off(lane as u32), 8);
-                }
+        for lane in self.marked() {
+            marked += 1;
+            if lane != skip {
+                p.flush(layout.generation_off(lane as u32), 8);
             }
         }
         marked > TIDY_AFTER
