@@ -51,7 +51,7 @@ pub struct HeapHeader {
     pub chunks_offset: u64,
     /// Must be zero.
     pub reserved: [u8; 0xFFC - 0x40],
-    /// CRC-32 (IEEE) of bytes 0x000..0xFFC.
+    /// CRC-32C (`pmem_pool::crc`) of bytes 0x000..0xFFC.
     pub crc32: u32,
 }
 
@@ -99,7 +99,7 @@ impl HeapHeader {
             reserved: [0; 0xFFC - 0x40],
             crc32: 0,
         };
-        h.crc32 = crc32fast::hash(&h.to_bytes()[..0xFFC]);
+        h.crc32 = pmem_pool::crc::crc32c(&h.to_bytes()[..0xFFC]);
         h
     }
 
@@ -132,7 +132,7 @@ impl HeapHeader {
             )));
         }
         let stored = u32_at(b, 0xFFC);
-        let actual = crc32fast::hash(&b[..0xFFC]);
+        let actual = pmem_pool::crc::crc32c(&b[..0xFFC]);
         if stored != actual {
             return Err(corrupt(format!(
                 "heap header checksum is {stored:#010x}, computed {actual:#010x}"
@@ -324,7 +324,7 @@ pub struct RunHeader {
     pub data_off: u32,
     /// Must be zero.
     pub reserved: [u8; 36],
-    /// CRC-32 (IEEE) of bytes 0x00..0x3C.
+    /// CRC-32C (`pmem_pool::crc`) of bytes 0x00..0x3C.
     pub crc32: u32,
 }
 
@@ -348,7 +348,7 @@ impl RunHeader {
         b[18..20].copy_from_slice(&self.chunks.to_le_bytes());
         b[20..24].copy_from_slice(&self.data_off.to_le_bytes());
         b[24..60].copy_from_slice(&self.reserved);
-        let crc = crc32fast::hash(&b[..60]);
+        let crc = pmem_pool::crc::crc32c(&b[..60]);
         b[60..64].copy_from_slice(&crc.to_le_bytes());
         b
     }
@@ -362,7 +362,7 @@ impl RunHeader {
             ));
         }
         let crc = u32_at(b, 60);
-        let actual = crc32fast::hash(&b[..60]);
+        let actual = pmem_pool::crc::crc32c(&b[..60]);
         if crc != actual {
             return Err(format!(
                 "run header checksum is {crc:#010x}, computed {actual:#010x}"

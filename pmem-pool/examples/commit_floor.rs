@@ -77,7 +77,7 @@ fn main() -> std::io::Result<()> {
             let slot = base.add(slot_off);
             let mut entry = [0u8; 80];
             std::ptr::copy_nonoverlapping(slot, entry.as_mut_ptr().add(16), 64);
-            let c = crc32fast::hash(&entry);
+            let c = pmem_pool::crc::crc32c(&entry);
             check ^= c;
             entry[12..16].copy_from_slice(&c.to_le_bytes());
             stream(log.add(64), &entry);
@@ -90,7 +90,7 @@ fn main() -> std::io::Result<()> {
             clwb(slot.add(63));
             let mut record = [0u8; 40];
             record[..8].copy_from_slice(&i.to_le_bytes());
-            let d = crc32fast::hash(std::slice::from_raw_parts(slot, 64));
+            let d = pmem_pool::crc::crc32c(std::slice::from_raw_parts(slot, 64));
             record[16..20].copy_from_slice(&d.to_le_bytes());
             stream(log.add(2048 + (i as usize % 2) * 512), &record);
             _mm_sfence();

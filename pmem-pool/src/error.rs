@@ -63,8 +63,9 @@ pub enum Error {
         /// Why the name is refused.
         reason: String,
     },
-    /// The pool's format version or incompatible feature flags are newer
-    /// than this library understands.
+    /// The pool's format version is not the one this library reads (older
+    /// or newer), or it uses incompatible features this library does not
+    /// know.
     UnsupportedVersion {
         /// The pool path.
         path: PathBuf,
@@ -233,9 +234,18 @@ impl std::fmt::Display for Error {
                 supported,
                 unknown_incompat,
             } => {
+                if found < supported {
+                    return write!(
+                        f,
+                        "{}: pool format version {found} was written by an older pmem-obj \
+                         (this library reads only version {supported}); open it with the \
+                         release that created it",
+                        path.display()
+                    );
+                }
                 write!(
                     f,
-                    "{}: pool format version {found} (this library reads up to {supported})",
+                    "{}: pool format version {found} (this library reads only version {supported})",
                     path.display()
                 )?;
                 if *unknown_incompat != 0 {

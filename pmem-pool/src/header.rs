@@ -20,7 +20,7 @@ pub const LAYOUT_MAX: usize = 1024;
 /// The 8-byte magic at offset 0 of both header copies.
 pub const MAGIC: [u8; 8] = *b"PMOBJ-RS";
 /// The major format version this library writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Compatible features this library knows (unknown ones are ignored, so
 /// nothing reads this: it completes the table of FORMAT.md).
 #[allow(dead_code)]
@@ -74,7 +74,7 @@ pub(crate) struct RawHeader {
     pub layout: [u8; LAYOUT_MAX],
     /// Must be zero.
     pub reserved2: [u8; RESERVED2_LEN],
-    /// crc32 (IEEE, crc32fast) of bytes `0..CRC_OFFSET`.
+    /// CRC-32C ([`crate::crc`]) of bytes `0..CRC_OFFSET`.
     pub crc32: u32,
 }
 
@@ -398,7 +398,7 @@ impl RawHeader {
 
 /// crc32 of the bytes before the checksum field.
 pub(crate) fn checksum(b: &[u8; BLOCK_SIZE as usize]) -> u32 {
-    crc32fast::hash(&b[..CRC_OFFSET])
+    crate::crc::crc32c(&b[..CRC_OFFSET])
 }
 
 /// Validates one copy on its own: magic, then checksum, then fields.

@@ -163,7 +163,7 @@ pub fn log_key(lane: u32, generation: u64) -> u64 {
 /// current bytes of `undo`'s ranges, then of the `Fresh` entries' ranges
 /// in `redo`, each in log order. `None` if a range lies outside `pool`.
 pub fn data_crc(pool: &[u8], undo: &[Entry], redo: &[Entry]) -> Option<u32> {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crate::crc::Crc32c::new();
     for e in undo {
         h.update(pool.get(e.target as usize..(e.target as usize).checked_add(e.len as usize)?)?);
     }

@@ -588,7 +588,7 @@ fn lane_areas_do_not_overlap() {
 
 /// A checksummed commit record for lane `lane`'s redo writer `r`.
 fn commit_with_crc(sp: &SimPool, r: &mut LogWriter, seq: u64, n_undo: u32, data: &[&[u8]]) {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crate::crc::Crc32c::new();
     for d in data {
         h.update(d);
     }

@@ -18,12 +18,14 @@
 //! `unsafe` is denied at the crate root and allowed only in the modules that
 //! need it: `map` (mmap/munmap, flock), `persist` and its children
 //! (cache-flush instructions, non-temporal stores, msync), `sim` (copying
-//! lines out of the live mapping). `UNSAFE.md` at the
+//! lines out of the live mapping), `crc` (the SSE4.2 `crc32` instruction). `UNSAFE.md` at the
 //! project root lists the invariants each relies on.
 #![deny(unsafe_code)]
 
 pub mod check;
 pub mod cpu;
+#[allow(unsafe_code)]
+pub mod crc;
 mod error;
 mod header;
 #[allow(unsafe_code)]

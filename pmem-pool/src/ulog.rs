@@ -4,7 +4,7 @@
 //! - A log is a fixed area of a lane filled from its start with entries.
 //!   An entry is a 16-byte header `{offset_kind: u64, len: u32, crc: u32}`
 //!   and `len` payload bytes padded to 8.
-//! - `crc` is CRC-32 (IEEE, `crc32fast`) over the lane's
+//! - `crc` is CRC-32C ([`crate::crc`]) over the lane's
 //!   generation (8 bytes LE), `offset_kind`, `len` and the payload. An entry
 //!   is valid only for the generation it was written in, so bumping the
 //!   lane generation (one 8-byte store) invalidates every entry of both logs
@@ -167,7 +167,7 @@ pub const fn entry_size(len: usize) -> usize {
 
 #[inline]
 fn checksum(generation: u64, offset_kind: u64, len: u32, payload: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
+    let mut h = crate::crc::Crc32c::new();
     let mut head = [0u8; 20];
     head[..8].copy_from_slice(&generation.to_le_bytes());
     head[8..16].copy_from_slice(&offset_kind.to_le_bytes());

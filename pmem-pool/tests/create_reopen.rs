@@ -13,7 +13,7 @@ fn create_close_open_round_trip() {
     let pool = RawPool::create(&p, "kv-v1", size, &opts()).unwrap();
     let h = pool.header().clone();
     assert_eq!(h.layout, "kv-v1");
-    assert_eq!(h.version, 2);
+    assert_eq!(h.version, 3);
     assert_eq!(h.size, size);
     assert_eq!((h.compat, h.incompat, h.ro_compat), (0, 0, 0));
     assert_eq!(h.lanes_offset, 0x3000);

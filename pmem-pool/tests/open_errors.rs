@@ -110,8 +110,8 @@ fn unknown_incompat_bit_is_unsupported_version() {
         matches!(
             e,
             Error::UnsupportedVersion {
-                found: 2,
-                supported: 2,
+                found: 3,
+                supported: 3,
                 unknown_incompat: 32,
                 ..
             }
@@ -127,19 +127,41 @@ fn unknown_incompat_bit_is_unsupported_version() {
 fn newer_major_version_is_unsupported_version() {
     let dir = tempdir();
     let p = new_pool(dir.path());
-    patch_both(&p, OFF_VERSION, &3u32.to_le_bytes());
+    patch_both(&p, OFF_VERSION, &4u32.to_le_bytes());
     let e = open_err(&p);
+    assert!(e.to_string().contains("newer pmem-obj"), "{e}");
     assert!(
         matches!(
             e,
             Error::UnsupportedVersion {
-                found: 3,
+                found: 4,
                 unknown_incompat: 0,
                 ..
             }
         ),
         "{e}"
     );
+}
+
+#[test]
+fn older_major_version_is_refused_and_named_older() {
+    // Version 2 checksummed with CRC-32 (IEEE): its logs cannot be read.
+    let dir = tempdir();
+    let p = new_pool(dir.path());
+    patch_both(&p, OFF_VERSION, &2u32.to_le_bytes());
+    let e = open_err(&p);
+    assert!(
+        matches!(
+            e,
+            Error::UnsupportedVersion {
+                found: 2,
+                supported: 3,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("older pmem-obj"), "{e}");
 }
 
 #[test]

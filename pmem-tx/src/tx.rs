@@ -1347,7 +1347,7 @@ impl<'p> Tx<'p> {
     /// fresh range, in log order.
     fn data_crc(&self, inner: &Inner) -> u32 {
         let base = self.pool.raw.base();
-        let mut h = crc32fast::Hasher::new();
+        let mut h = pmem_pool::crc::Crc32c::new();
         let ranges = inner
             .entries
             .iter()

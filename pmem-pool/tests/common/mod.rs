@@ -52,7 +52,7 @@ pub fn read_at(path: &Path, off: u64, len: usize) -> Vec<u8> {
 /// Recomputes the crc32 of the header copy at `copy` (crc of bytes before 0xFFC).
 pub fn fix_crc(path: &Path, copy: u64) {
     let b = read_at(path, copy, 0x1000);
-    let crc = crc32fast::hash(&b[..OFF_CRC as usize]);
+    let crc = pmem_pool::crc::crc32c(&b[..OFF_CRC as usize]);
     patch(path, copy + OFF_CRC, &crc.to_le_bytes());
 }
 
