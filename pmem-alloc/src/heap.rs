@@ -603,8 +603,12 @@ impl Heap {
     }
 
     /// Writes the allocation header (requested size, type number) of `r`
-    /// with plain stores and flushes it, without a fence: it becomes
-    /// durable in the same epoch as the redo commit record.
+    /// with plain stores, and does not flush it: the caller flushes the
+    /// 16 bytes before `r.off` before the fence of the commit record that
+    /// publishes `r`. The header shares its line with the object's first
+    /// bytes, which the caller writes next; flushing here would write the
+    /// line back twice, and where the flush evicts it (clwb does on some
+    /// processors), the object's first store would miss.
     ///
     /// # Safety
     /// `p` is the persister this heap was opened with, `r` a live
@@ -618,7 +622,7 @@ impl Heap {
         // SAFETY: the reservation owns its block exclusively (it is handed
         // to one reservation only), header bytes included; the caller
         // guarantees no reference to them is alive.
-        unsafe { Live::new(p).write(r.off - ALLOC_HEADER_SIZE, &h.to_bytes()) };
+        unsafe { Live::new(p).write_unflushed(r.off - ALLOC_HEADER_SIZE, &h.to_bytes()) };
     }
 
     /// The redo ops that publish `r`: `Or64` of its bitmap bit (run block)

@@ -111,6 +111,10 @@ fn alloc(heap: &Heap, p: &Persister, size: u64) -> u64 {
     let r = heap.reserve(p, size, 7).unwrap();
     // SAFETY: a live reservation of `heap`; nothing references it.
     unsafe { heap.write_header(p, &r) };
+    p.flush(
+        (r.off - ALLOC_HEADER_SIZE) as usize,
+        ALLOC_HEADER_SIZE as usize,
+    );
     let mut ops = Vec::new();
     heap.publish_ops(&r, &mut ops);
     // SAFETY: ops from this heap's publish_ops.
@@ -206,6 +210,10 @@ fn lock_free_lookups_agree_with_locked_ones_through_every_role_change() {
     let huge_c = r.off;
     // SAFETY: a live reservation of `heap`; nothing references it.
     unsafe { heap.write_header(p, &r) };
+    p.flush(
+        (r.off - ALLOC_HEADER_SIZE) as usize,
+        ALLOC_HEADER_SIZE as usize,
+    );
     let mut ops = Vec::new();
     heap.publish_ops(&r, &mut ops);
     // SAFETY: ops from this heap's publish_ops.

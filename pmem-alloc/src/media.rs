@@ -101,6 +101,26 @@ impl<'a> Live<'a> {
         }
     }
 
+    /// Copies `src` to `off` with plain stores and does not flush it: the
+    /// caller flushes the range later, with what else it writes into the
+    /// same lines.
+    ///
+    /// # Safety
+    /// As for [`write`](Self::write).
+    pub unsafe fn write_unflushed(&self, off: u64, src: &[u8]) {
+        if in_range(off, src.len(), self.p.len() as u64) {
+            // SAFETY: in range, inside the live mapping; exclusivity is the
+            // caller's contract, and `src` is a distinct borrow.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    src.as_ptr(),
+                    self.p.base().add(off as usize),
+                    src.len(),
+                )
+            };
+        }
+    }
+
     /// Zeroes `off..off+len` and flushes it (durable at the next drain).
     ///
     /// # Safety

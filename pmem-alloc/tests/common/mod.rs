@@ -84,6 +84,9 @@ pub fn apply(p: &Persister, ops: &[RedoOp]) {
 pub fn publish(heap: &Heap, p: &Persister, r: Reservation) -> u64 {
     // SAFETY: `r` is a live reservation of `heap`; nothing references it.
     unsafe { heap.write_header(p, &r) };
+    // The caller's part of write_header's contract: flushed before the
+    // fence that publishes the block (apply_ops drains).
+    p.flush((r.off - 16) as usize, 16);
     let mut ops = Vec::new();
     heap.publish_ops(&r, &mut ops);
     assert_eq!(ops.len(), 1);
