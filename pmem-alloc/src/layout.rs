@@ -21,7 +21,7 @@ pub const ALLOC_HEADER_SIZE: u64 = 16;
 /// 64-byte records in a huge object then puts each record in one line,
 /// and a transaction that changes one flushes one line, not two.
 pub const HUGE_DATA_OFFSET: u64 = 64;
-const_assert!(HUGE_DATA_OFFSET >= ALLOC_HEADER_SIZE && HUGE_DATA_OFFSET % 64 == 0);
+const_assert!(HUGE_DATA_OFFSET >= ALLOC_HEADER_SIZE && HUGE_DATA_OFFSET.is_multiple_of(64));
 /// Bytes of a run header at the start of a run's span.
 pub const RUN_HEADER_SIZE: u64 = 64;
 /// Heap header magic: ASCII `PMOHEAP1`.
