@@ -57,6 +57,9 @@ pub const CRC_LIMIT: u64 = 2048;
 const FRESH_TRIES: usize = 8;
 /// Largest value `Tx::write` may defer to the redo log (a pointer is 16).
 const DEFER_MAX: usize = 32;
+/// Most consecutive redo stores logged as one `Copy` entry (the largest
+/// deferred write).
+const COPY_WORDS: usize = DEFER_MAX / 8;
 /// Most words one transaction defers; beyond, writes snapshot (the redo
 /// log's half holds 512 bytes, shared with the heap's entries).
 const DEFER_WORDS: usize = 8;
@@ -1254,13 +1257,41 @@ impl<'p> Tx<'p> {
                     self.append_entry(inner, &mut w, EntryKind::Fresh, a, &(b - a).to_le_bytes())?;
                 }
             }
-            for op in &ops {
+            let mut rest = &ops[..];
+            while let Some(op) = rest.first() {
                 let (kind, off, v) = match *op {
-                    RedoOp::Set64 { off, val } => (EntryKind::Set64, off, val),
+                    RedoOp::Set64 { off, .. } => {
+                        // Stores to consecutive words (a pointer is two,
+                        // a deferred write up to four) are one `Copy`
+                        // entry: 16 bytes of log less per extra word, so
+                        // that an allocation's log and commit record fit
+                        // in two lines. Applied in place as before, word
+                        // by word; only recovery sees the `Copy`.
+                        let mut buf = [0u8; 8 * COPY_WORDS];
+                        let mut n = 0;
+                        for (k, next) in rest.iter().take(COPY_WORDS).enumerate() {
+                            match *next {
+                                RedoOp::Set64 { off: o, val } if o == off + 8 * k as u64 => {
+                                    buf[8 * k..8 * k + 8].copy_from_slice(&val.to_le_bytes());
+                                    n = k + 1;
+                                }
+                                _ => break,
+                            }
+                        }
+                        let kind = if n == 1 {
+                            EntryKind::Set64
+                        } else {
+                            EntryKind::Copy
+                        };
+                        self.append_entry(inner, &mut w, kind, off, &buf[..8 * n])?;
+                        rest = &rest[n..];
+                        continue;
+                    }
                     RedoOp::Or64 { off, mask } => (EntryKind::Or64, off, mask),
                     RedoOp::AndNot64 { off, mask } => (EntryKind::AndNot64, off, mask),
                 };
                 self.append_entry(inner, &mut w, kind, off, &v.to_le_bytes())?;
+                rest = &rest[1..];
             }
             Ok(())
         })();

@@ -139,6 +139,14 @@ fn fences_per_allocation() {
     assert_eq!(tx_free.0, 2);
     // Data, redo entries and commit record; apply.
     assert_eq!(atomic_alloc.0, 2);
+    // Lines: the block (allocation header and data share one); the redo
+    // entries (`Fresh`, the pointer's two words as one `Copy`, the bitmap
+    // `Or64`: 80 bytes) and the commit record (40), which fit in two; the
+    // lane's previous bump; at the apply, the bitmap word and the slot.
+    // Logged as two `Set64`, the pointer pushed the record into a third
+    // line.
+    assert_eq!(atomic_alloc.1, 7, "{atomic_alloc:?}");
+    assert_eq!(tx_alloc, (2, 7), "the same work as the atomic alloc");
     assert_eq!(atomic_free.0, 2);
     assert_eq!(uninit_page.0, 2);
     assert!(
