@@ -5,7 +5,7 @@ use crate::class::{Class, classes};
 use crate::heap::{AllocInfo, Heap, HeapRegion};
 use crate::layout::{
     ALLOC_HEADER_SIZE, AllocHeader, CHUNK_SIZE, ChunkHeader, Geometry, HEAP_HEADER_SIZE,
-    HUGE_DATA_OFFSET, HeapHeader, RUN_HEADER_SIZE, RunHeader,
+    HeapHeader, RUN_HEADER_SIZE, RunHeader,
 };
 use crate::media::{Live, Media};
 use pmem_pool::Persister;
@@ -119,8 +119,8 @@ pub(crate) fn walk<M: Media + ?Sized>(
                 Err(e) => problems.push(format!("run at chunk {c}: {e}")),
             },
             ChunkHeader::Huge { span } => {
-                let h = alloc_header(m, geo.chunk_off(c) + HUGE_DATA_OFFSET);
-                if h.size > u64::from(span) * CHUNK_SIZE - HUGE_DATA_OFFSET {
+                let h = alloc_header(m, geo.chunk_off(c) + ALLOC_HEADER_SIZE);
+                if h.size > u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE {
                     problems.push(format!(
                         "huge object at chunk {c}: allocation header size {} exceeds its span of {span} chunks",
                         h.size
@@ -253,7 +253,7 @@ fn check_media<M: Media + ?Sized>(
             r.huge += 1;
             r.objects += 1;
             r.used_bytes += u64::from(span) * CHUNK_SIZE;
-            let h = alloc_header(m, geo.chunk_off(first) + HUGE_DATA_OFFSET);
+            let h = alloc_header(m, geo.chunk_off(first) + ALLOC_HEADER_SIZE);
             *r.objects_by_type.entry(h.type_num).or_default() += 1;
         }
     });
@@ -374,8 +374,8 @@ impl Heap {
                     }
                 }
                 Span::Huge { first, span } => push(
-                    geo.chunk_off(first) + HUGE_DATA_OFFSET,
-                    u64::from(span) * CHUNK_SIZE - HUGE_DATA_OFFSET,
+                    geo.chunk_off(first) + ALLOC_HEADER_SIZE,
+                    u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE,
                 ),
             }
         });

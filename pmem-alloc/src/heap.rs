@@ -19,8 +19,8 @@ use crate::chunkmap::{ChunkMap, Owner};
 use crate::class::{Class, class_for, classes};
 use crate::error::{Error, Result};
 use crate::layout::{
-    ALLOC_HEADER_SIZE, AllocHeader, CHUNK_SIZE, ChunkHeader, Geometry, HUGE_DATA_OFFSET,
-    RUN_HEADER_SIZE, RUN_MAGIC, RunHeader,
+    ALLOC_HEADER_SIZE, AllocHeader, CHUNK_SIZE, ChunkHeader, Geometry, RUN_HEADER_SIZE, RUN_MAGIC,
+    RunHeader,
 };
 use crate::media::{Live, Media};
 use crate::run::{Blocks, Run, SpaceList};
@@ -329,7 +329,7 @@ impl Heap {
 
     /// Largest object [`reserve`](Self::reserve) could ever satisfy.
     pub fn max_alloc(&self) -> u64 {
-        self.geo.chunk_count * CHUNK_SIZE - HUGE_DATA_OFFSET
+        self.geo.chunk_count * CHUNK_SIZE - ALLOC_HEADER_SIZE
     }
 
     /// Reserves space for an object of `size` bytes with `type_num`:
@@ -350,7 +350,7 @@ impl Heap {
             });
         }
         let need = size + ALLOC_HEADER_SIZE;
-        let span = (size + HUGE_DATA_OFFSET).div_ceil(CHUNK_SIZE) as u32;
+        let span = need.div_ceil(CHUNK_SIZE) as u32;
         match class_for(need) {
             Some(c) => match self.reserve_block(p, c, size, type_num) {
                 Err(Error::OutOfSpace { .. }) if c.chunks > 1 => {
@@ -443,8 +443,8 @@ impl Heap {
                         },
                     );
                     return Ok(Reservation {
-                        off: self.geo.chunk_off(first) + HUGE_DATA_OFFSET,
-                        usable: u64::from(span) * CHUNK_SIZE - HUGE_DATA_OFFSET,
+                        off: self.geo.chunk_off(first) + ALLOC_HEADER_SIZE,
+                        usable: u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE,
                         size,
                         type_num,
                         slot: Slot::Huge { first, span },
@@ -690,7 +690,7 @@ impl Heap {
                 })
             }
             Owner::Huge { first, span } => (first == c
-                && off == self.geo.chunk_off(first) + HUGE_DATA_OFFSET)
+                && off == self.geo.chunk_off(first) + ALLOC_HEADER_SIZE)
                 .then_some(Where::Huge { first, span }),
             Owner::Free => None,
         }
@@ -810,7 +810,7 @@ impl Heap {
             }
             Owner::Huge { first, span } => {
                 let start = self.geo.chunk_off(first);
-                off >= start + HUGE_DATA_OFFSET && end <= start + u64::from(span) * CHUNK_SIZE
+                off >= start + ALLOC_HEADER_SIZE && end <= start + u64::from(span) * CHUNK_SIZE
             }
             Owner::Free => false,
         }
@@ -833,7 +833,7 @@ impl Heap {
                 {
                     return Err(Error::NotAllocated { off });
                 }
-                u64::from(span) * CHUNK_SIZE - HUGE_DATA_OFFSET
+                u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE
             }
         };
         let mut b = [0u8; 16];

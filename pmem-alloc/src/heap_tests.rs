@@ -42,7 +42,7 @@ impl Heap {
         match g.huge.range(..=c).next_back() {
             Some((&first, h)) if c < first + h.span => {
                 let start = self.geo.chunk_off(first);
-                off >= start + HUGE_DATA_OFFSET && end <= start + u64::from(h.span) * CHUNK_SIZE
+                off >= start + ALLOC_HEADER_SIZE && end <= start + u64::from(h.span) * CHUNK_SIZE
             }
             _ => false,
         }
@@ -56,7 +56,7 @@ impl Heap {
         }
         let g = sync::lock(&self.global);
         let h = g.huge.get(&c)?;
-        (off == self.geo.chunk_off(c) + HUGE_DATA_OFFSET).then_some((c, h.span, true))
+        (off == self.geo.chunk_off(c) + ALLOC_HEADER_SIZE).then_some((c, h.span, true))
     }
 }
 

@@ -15,13 +15,6 @@ pub const CHUNK_SIZE: u64 = 256 * 1024;
 pub const HEAP_HEADER_SIZE: u64 = 4096;
 /// Bytes of the allocation header before every object's data.
 pub const ALLOC_HEADER_SIZE: u64 = 16;
-/// Offset of a huge object's data from the start of its span. Its
-/// allocation header sits just before the data (at 48) and the first 48
-/// bytes are unused, so that the data starts on a cache line: an array of
-/// 64-byte records in a huge object then puts each record in one line,
-/// and a transaction that changes one flushes one line, not two.
-pub const HUGE_DATA_OFFSET: u64 = 64;
-const_assert!(HUGE_DATA_OFFSET >= ALLOC_HEADER_SIZE && HUGE_DATA_OFFSET.is_multiple_of(64));
 /// Bytes of a run header at the start of a run's span.
 pub const RUN_HEADER_SIZE: u64 = 64;
 /// Heap header magic: ASCII `PMOHEAP1`.
