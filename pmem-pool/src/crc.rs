@@ -54,6 +54,18 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// CRC-32 (IEEE: reflected polynomial `0xEDB88320`, as zlib), which
+/// format versions 1 and 2 used. Read only to recognise an older pool's
+/// header, so that opening one says "older version" instead of "corrupt
+/// header"; a byte at a time.
+pub fn crc32_ieee(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c = IEEE_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+    }
+    !c
+}
+
 #[inline]
 fn update(state: u32, bytes: &[u8]) -> u32 {
     #[cfg(target_arch = "x86_64")]
@@ -90,26 +102,25 @@ fn update_table(mut c: u32, bytes: &[u8]) -> u32 {
     c
 }
 
-/// The byte-at-a-time table of the reflected polynomial.
-static TABLE: [u32; 256] = {
+/// The byte-at-a-time table of the reflected polynomial `poly`.
+const fn table(poly: u32) -> [u32; 256] {
     let mut t = [0u32; 256];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { (c >> 1) ^ poly } else { c >> 1 };
             k += 1;
         }
         t[i] = c;
         i += 1;
     }
     t
-};
+}
+
+static TABLE: [u32; 256] = table(0x82F6_3B78);
+static IEEE_TABLE: [u32; 256] = table(0xEDB8_8320);
 
 #[cfg(test)]
 mod tests {
@@ -122,6 +133,12 @@ mod tests {
         // RFC 3720 (iSCSI), appendix B.4: 32 bytes of zeros, of ones.
         assert_eq!(crc32c(&[0u8; 32]), 0x8A91_36AA);
         assert_eq!(crc32c(&[0xFFu8; 32]), 0x62A8_AB43);
+    }
+
+    #[test]
+    fn legacy_ieee_known_value() {
+        assert_eq!(crc32_ieee(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32_ieee(b""), 0);
     }
 
     #[test]

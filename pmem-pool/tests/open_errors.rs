@@ -145,10 +145,21 @@ fn newer_major_version_is_unsupported_version() {
 
 #[test]
 fn older_major_version_is_refused_and_named_older() {
-    // Version 2 checksummed with CRC-32 (IEEE): its logs cannot be read.
+    // A version 2 header as version 2 wrote it: checksummed with CRC-32
+    // (IEEE). Its logs cannot be read by this version, and its header
+    // must not look corrupt either.
     let dir = tempdir();
     let p = new_pool(dir.path());
-    patch_both(&p, OFF_VERSION, &2u32.to_le_bytes());
+    for copy in [PRIMARY, BACKUP] {
+        patch(&p, copy + OFF_VERSION, &2u32.to_le_bytes());
+        let b = read_at(&p, copy, 0x1000);
+        let crc = pmem_pool::crc::crc32_ieee(&b[..OFF_CRC as usize]);
+        patch(&p, copy + OFF_CRC, &crc.to_le_bytes());
+    }
+    let report = pmem_pool::check::check_file(&p).unwrap();
+    let problems = report.problems.join("; ");
+    assert!(problems.contains("format version 2"), "{problems}");
+    assert!(!problems.contains("checksum"), "{problems}");
     let e = open_err(&p);
     assert!(
         matches!(
