@@ -679,14 +679,14 @@ impl Heap {
             Owner::Run { first, class } => {
                 let data = self.geo.chunk_off(first) + class.data_off + ALLOC_HEADER_SIZE;
                 let rel = off.checked_sub(data)?;
-                if !rel.is_multiple_of(class.block) || rel / class.block >= u64::from(class.nblocks)
-                {
+                let (i, r) = class.split(rel);
+                if r != 0 || i >= u64::from(class.nblocks) {
                     return None;
                 }
                 Some(Where::Block {
                     first,
                     class,
-                    idx: (rel / class.block) as u32,
+                    idx: i as u32,
                 })
             }
             Owner::Huge { first, span } => (first == c
@@ -801,7 +801,7 @@ impl Heap {
                 let Some(rel) = off.checked_sub(data) else {
                     return false;
                 };
-                let i = rel / class.block;
+                let (i, _) = class.split(rel);
                 if i >= u64::from(class.nblocks) {
                     return false;
                 }

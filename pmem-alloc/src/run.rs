@@ -265,11 +265,8 @@ impl Run {
     pub fn block_of(&self, off: u64) -> Option<u32> {
         let rel =
             off.checked_sub(self.start + self.class.data_off + crate::layout::ALLOC_HEADER_SIZE)?;
-        if !rel.is_multiple_of(self.class.block) {
-            return None;
-        }
-        let i = rel / self.class.block;
-        (i < u64::from(self.class.nblocks)).then_some(i as u32)
+        let (i, r) = self.class.split(rel);
+        (r == 0 && i < u64::from(self.class.nblocks)).then_some(i as u32)
     }
 
     /// Chunks of its span.
