@@ -55,12 +55,6 @@ pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
     }
 }
 
-/// Fills `len` bytes (a multiple of 64) at the 64-byte-aligned `dst` with
-/// `byte` using non-temporal stores. No fence.
-///
-/// # Safety
-/// The CPU supports AVX; `dst..dst+len` writable and 64-byte aligned,
-/// `len % 64 == 0`.
 /// [`copy`] for a source 16 bytes past a 32-byte boundary (what malloc
 /// returns, against a line-aligned destination). A 32-byte load there
 /// straddles a cache line every other time, which cost a quarter of the
@@ -112,6 +106,12 @@ unsafe fn copy_half_shifted(d: *mut __m256i, src: *const u8, n: usize) {
     }
 }
 
+/// Fills `len` bytes (a multiple of 64) at the 64-byte-aligned `dst` with
+/// `byte` using non-temporal stores. No fence.
+///
+/// # Safety
+/// The CPU supports AVX; `dst..dst+len` writable and 64-byte aligned,
+/// `len % 64 == 0`.
 #[target_feature(enable = "avx")]
 pub(super) unsafe fn fill(dst: *mut u8, byte: u8, len: usize) {
     debug_assert!((dst as usize).is_multiple_of(LINE) && len.is_multiple_of(LINE));
