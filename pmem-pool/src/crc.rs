@@ -59,11 +59,7 @@ pub fn crc32c(bytes: &[u8]) -> u32 {
 /// header, so that opening one says "older version" instead of "corrupt
 /// header"; a byte at a time.
 pub fn crc32_ieee(bytes: &[u8]) -> u32 {
-    let mut c = !0u32;
-    for &b in bytes {
-        c = IEEE_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
+    !update_table(&IEEE_TABLE, !0, bytes)
 }
 
 #[inline]
@@ -75,7 +71,7 @@ fn update(state: u32, bytes: &[u8]) -> u32 {
             return unsafe { update_sse42(state, bytes) };
         }
     }
-    update_table(state, bytes)
+    update_table(&TABLE, state, bytes)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -95,9 +91,10 @@ fn update_sse42(state: u32, bytes: &[u8]) -> u32 {
     c
 }
 
-fn update_table(mut c: u32, bytes: &[u8]) -> u32 {
+/// A byte at a time through `table` (the CRC-32C one, or the IEEE one).
+fn update_table(table: &[u32; 256], mut c: u32, bytes: &[u8]) -> u32 {
     for &b in bytes {
-        c = TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+        c = table[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
     }
     c
 }
@@ -147,7 +144,7 @@ mod tests {
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
             .collect();
         for len in [0, 1, 7, 8, 9, 15, 16, 63, 64, 65, 84, 255, 300] {
-            let whole = !update_table(!0, &data[..len]);
+            let whole = !update_table(&TABLE, !0, &data[..len]);
             assert_eq!(crc32c(&data[..len]), whole, "len {len}");
             for cut in [0, 1, 3, 8, len / 2, len] {
                 let cut = cut.min(len);
