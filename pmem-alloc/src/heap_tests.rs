@@ -109,6 +109,12 @@ fn open(raw: &RawPool) -> Heap {
 
 fn alloc(heap: &Heap, p: &Persister, size: u64) -> u64 {
     let r = heap.reserve(p, size, 7).unwrap();
+    publish(heap, p, r)
+}
+
+/// Writes `r`'s header, flushes it (the caller's part of `write_header`),
+/// publishes `r` and hands it over; returns its offset.
+fn publish(heap: &Heap, p: &Persister, r: Reservation) -> u64 {
     // SAFETY: a live reservation of `heap`; nothing references it.
     unsafe { heap.write_header(p, &r) };
     p.flush(
@@ -207,18 +213,7 @@ fn lock_free_lookups_agree_with_locked_ones_through_every_role_change() {
     agree(&heap, "run retired");
     let r = heap.reserve(p, 1024 * 1024, 1).unwrap();
     agree(&heap, "huge reserved after the retire");
-    let huge_c = r.off;
-    // SAFETY: a live reservation of `heap`; nothing references it.
-    unsafe { heap.write_header(p, &r) };
-    p.flush(
-        (r.off - ALLOC_HEADER_SIZE) as usize,
-        ALLOC_HEADER_SIZE as usize,
-    );
-    let mut ops = Vec::new();
-    heap.publish_ops(&r, &mut ops);
-    // SAFETY: ops from this heap's publish_ops.
-    unsafe { crate::apply_ops(p, &ops) }.unwrap();
-    heap.after_commit(vec![r], Vec::new());
+    let huge_c = publish(&heap, p, r);
     let published = agree(&heap, "huge published");
 
     // Rebuild at open gives the same answers.
