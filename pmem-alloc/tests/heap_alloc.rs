@@ -314,8 +314,7 @@ fn empty_runs_are_freed_at_open() {
 
 /// reserve is volatile only except for run creation (2 fences); the header
 /// write neither flushes nor fences (the caller flushes it with the data);
-/// cancel, free_ops and after_commit write
-/// nothing.
+/// cancel, free_ops and after_commit write nothing.
 #[test]
 fn fence_counts_of_reserve_header_and_free() {
     let f = Fixture::new(8 * MIB);

@@ -18,8 +18,8 @@
 //! `unsafe` is denied at the crate root and allowed only in the modules that
 //! need it: `map` (mmap/munmap, flock), `persist` and its children
 //! (cache-flush instructions, non-temporal stores, msync), `sim` (copying
-//! lines out of the live mapping), `crc` (the SSE4.2 `crc32` instruction). `UNSAFE.md` at the
-//! project root lists the invariants each relies on.
+//! lines out of the live mapping), `crc` (the SSE4.2 `crc32` instruction).
+//! `UNSAFE.md` at the project root lists the invariants each relies on.
 #![deny(unsafe_code)]
 
 pub mod check;
