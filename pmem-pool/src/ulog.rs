@@ -167,14 +167,7 @@ pub const fn entry_size(len: usize) -> usize {
 
 #[inline]
 fn checksum(generation: u64, offset_kind: u64, len: u32, payload: &[u8]) -> u32 {
-    let mut h = crate::crc::Crc32c::new();
-    let mut head = [0u8; 20];
-    head[..8].copy_from_slice(&generation.to_le_bytes());
-    head[8..16].copy_from_slice(&offset_kind.to_le_bytes());
-    head[16..20].copy_from_slice(&len.to_le_bytes());
-    h.update(&head);
-    h.update(payload);
-    h.finalize()
+    crate::crc::crc32c_words_then(&[generation, offset_kind], len, payload)
 }
 
 /// Appends entries to one log for one generation. Volatile: it only
