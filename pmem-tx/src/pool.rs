@@ -367,11 +367,12 @@ impl Pool {
             // The locked instructions before the stores into the new block
             // (see `alloc_uninit_into`); the fresh block's own stripes are
             // never taken over from a live log, so they keep the number.
-            tx.redo_store_u64(dest_off, self.id)?;
+            tx.lock_exclusive(dest_off, 16)?;
             tx.take_seq();
             let p = tx.zalloc::<T>(type_num)?;
             init(&mut *tx.get_mut(p)?);
-            tx.redo_store_u64(dest_off + 8, p.offset())?;
+            tx.redo_store_locked(dest_off, self.id);
+            tx.redo_store_locked(dest_off + 8, p.offset());
             Ok(p)
         })
     }
@@ -402,10 +403,11 @@ impl Pool {
             // Every locked instruction first (the destination's stripe,
             // the commit order), then the header store, whose miss then
             // overlaps the commit instead of stalling a lock.
-            tx.redo_store_u64(dest_off, self.id)?;
+            tx.lock_exclusive(dest_off, 16)?;
             tx.take_seq();
             let off = tx.reserve(size, type_num, crate::tx::Fill::Keep)?;
-            tx.redo_store_u64(dest_off + 8, off)?;
+            tx.redo_store_locked(dest_off, self.id);
+            tx.redo_store_locked(dest_off + 8, off);
             Ok(PPtr::from_raw(self.id, off))
         })
     }
@@ -415,14 +417,24 @@ impl Pool {
     /// A null `*dest` is a no-op.
     pub fn free_from<T: Persistent>(&self, dest: PPtr<PPtr<T>>) -> Result<()> {
         let dest_off = self.check_typed(dest)?;
+        if self.raw.is_read_only() {
+            // Nothing can be freed; a null pointer is still a no-op.
+            if self.read(dest)?.is_null() {
+                return Ok(());
+            }
+            return Err(Error::Pool(pmem_pool::Error::ReadOnly));
+        }
         self.transaction(|tx| -> Result<()> {
+            // Exclusively from the start: the pointer is read, then nulled
+            // (a shared lock first would be upgraded: a second lookup).
+            tx.lock_exclusive(dest_off, 16)?;
             let p = tx.read(dest)?;
             if p.is_null() {
                 return Ok(());
             }
             tx.free(p)?;
-            tx.redo_store_u64(dest_off, 0)?;
-            tx.redo_store_u64(dest_off + 8, 0)?;
+            tx.redo_store_locked(dest_off, 0);
+            tx.redo_store_locked(dest_off + 8, 0);
             Ok(())
         })
     }

@@ -621,18 +621,26 @@ impl<'p> Tx<'p> {
         self.add(off, size_of::<T>() as u64, flags)
     }
 
-    /// Stores `val` at the 8-aligned heap word `off` through the redo log
-    /// instead of the undo log: no snapshot, applied after the commit
-    /// record. Used by the atomic (non-transactional) alloc/free to publish
-    /// the destination pointer together with the allocation.
-    pub(crate) fn redo_store_u64(&mut self, off: u64, val: u64) -> Result<()> {
-        self.lock_range(off, 8, Mode::Exclusive)?;
-        self.shared
-            .inner
-            .borrow_mut()
-            .redo
-            .push(RedoOp::Set64 { off, val });
-        Ok(())
+    /// Locks `off..off+len` exclusively for this transaction, for the
+    /// atomic (non-transactional) alloc/free, which then store the
+    /// destination pointer's words with
+    /// [`redo_store_locked`](Self::redo_store_locked): one lock lookup for
+    /// both words.
+    pub(crate) fn lock_exclusive(&mut self, off: u64, len: u64) -> Result<()> {
+        self.lock_range(off, len, Mode::Exclusive)
+    }
+
+    /// Stores `val` at the 8-aligned heap word `off`, which this
+    /// transaction locked exclusively, through the redo log instead of the
+    /// undo log: no snapshot, applied after the commit record, so the
+    /// destination pointer is published together with the allocation.
+    pub(crate) fn redo_store_locked(&mut self, off: u64, val: u64) {
+        let mut inner = self.shared.inner.borrow_mut();
+        debug_assert!(
+            stripes(off, 8).all(|s| inner.held.holds_exclusive(s)),
+            "redo store into a word not locked exclusively"
+        );
+        inner.redo.push(RedoOp::Set64 { off, val });
     }
 
     /// Snapshots and stores a u64 of the state block (root pointer).
@@ -1341,7 +1349,7 @@ impl<'p> Tx<'p> {
         self.drain(inner)?;
         if heap_ops {
             // SAFETY: the ops come from the heap's `publish_ops`/`free_ops`
-            // and `redo_store_u64`: heap metadata words, only ever accessed
+            // and `redo_store_locked`: heap metadata words, only ever accessed
             // atomically, and words this transaction holds exclusively.
             unsafe { pmem_alloc::apply_ops_nodrain(p, &inner.redo) };
             // The heap metadata is updated (before the bump below can
@@ -1612,12 +1620,14 @@ mod tests {
         let root = pool.root::<[u64; 64]>().unwrap();
         let early = |tx: &Tx<'_>| tx.shared.inner.borrow().early_seq;
         pool.transaction(|tx| -> Result<()> {
-            tx.redo_store_u64(root.offset(), 1)?;
+            tx.lock_exclusive(root.offset(), 8)?;
+            tx.redo_store_locked(root.offset(), 1);
             tx.take_seq();
             let taken = early(tx);
             assert!(taken.is_some());
             // The same stripe again, shared reads, a fresh block: kept.
-            tx.redo_store_u64(root.offset() + 8, 2)?;
+            tx.lock_exclusive(root.offset() + 8, 8)?;
+            tx.redo_store_locked(root.offset() + 8, 2);
             tx.read(root.cast::<u64>().at(40))?;
             let p = tx.alloc([0u64; 16])?;
             tx.write(p, [1; 16])?;

@@ -65,3 +65,27 @@ fn without_a_guard_the_freed_block_is_reused() {
     });
     assert!(reused);
 }
+
+/// A reader of the pointer itself makes `free_from` wait, then succeed.
+/// (It used to read the pointer under a shared lock and upgrade that lock
+/// to store the null: a short spin against the reader's shared hold, then
+/// a conflict, however long the lock timeout.)
+#[test]
+fn a_reader_of_the_pointer_makes_free_from_wait_not_fail() {
+    let (_dir, pool, slot) = setup("d.pool");
+    pool.set_lock_timeout(Duration::from_secs(20));
+    let reader = pool.get(slot).unwrap();
+    std::thread::scope(|s| {
+        let freer = s.spawn(|| pool.free_from(slot));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !freer.is_finished(),
+            "free_from did not wait for the reader"
+        );
+        assert!(!reader.is_null());
+        drop(reader);
+        let r = freer.join().unwrap();
+        assert!(r.is_ok(), "{r:?}");
+    });
+    assert!(pool.read(slot).unwrap().is_null());
+}

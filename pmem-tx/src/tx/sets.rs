@@ -168,6 +168,19 @@ impl StripeSet {
             .chain(self.big.iter())
     }
 
+    /// Whether `s` is held exclusively.
+    pub(super) fn holds_exclusive(&self, s: u32) -> bool {
+        let mode = if self.big.is_empty() {
+            self.small
+                .binary_search_by_key(&s, |e| e.0)
+                .ok()
+                .map(|i| self.small[i].1)
+        } else {
+            self.big.get(&s).copied()
+        };
+        mode == Some(Mode::Exclusive)
+    }
+
     /// Whether `s` is held (in any mode).
     #[cfg(test)]
     pub(super) fn contains(&self, s: u32) -> bool {
