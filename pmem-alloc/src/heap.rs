@@ -816,6 +816,19 @@ impl Heap {
         }
     }
 
+    /// Usable bytes of the block whose data starts at `off`, from the
+    /// volatile chunk map alone: no media read, so no cache miss on the
+    /// object's header line (a free needs only this). Fails with
+    /// [`Error::NotAllocated`] if `off` starts no block's data; it does not
+    /// say whether the block is allocated ([`free_ops`](Self::free_ops)
+    /// does).
+    pub fn usable(&self, off: u64) -> Result<u64> {
+        match self.locate(off).ok_or(Error::NotAllocated { off })? {
+            Where::Block { class, .. } => Ok(class.block - ALLOC_HEADER_SIZE),
+            Where::Huge { span, .. } => Ok(u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE),
+        }
+    }
+
     /// Size, usable size and type number of the published object at `off`.
     pub fn alloc_info(&self, p: &Persister, off: u64) -> Result<AllocInfo> {
         let live = Live::new(p);
