@@ -1,0 +1,62 @@
+#!/bin/bash
+# icount.sh -- instructions per operation of pmem-bench workloads, counted
+# by valgrind's callgrind: the same count on every run of the same binary,
+# whatever else the machine does.
+#
+# This machine's timings drift by ±20 % from one minute to the next, which
+# hides a change of a few per cent in the work an operation does. An
+# instruction count does not drift, so a change to the CPU work of the
+# transaction path is judged here first, and its time with ab.sh.
+#
+# Each workload runs twice under callgrind, with N and 2N operations, in
+# Eadr mode (the cache is persistent: no flush, so the count is the work
+# itself); the difference divided by N is the count per operation, with
+# pool creation, set-up and the final check cancelled out. For the
+# alloc/free programs an operation is one allocation and one free; for
+# hashmap, one insert and one lookup.
+#
+# usage (from the project root):
+#   pmem-bench/icount.sh [-n N] [BIN]
+#     BIN   a pmem-bench binary (default target/release/pmem-bench)
+#     -n N  operations of the shorter run (default 50000)
+# example:
+#   cargo build --release --bin pmem-bench && cp target/release/pmem-bench /tmp/old
+#   (change the code)
+#   cargo build --release --bin pmem-bench
+#   pmem-bench/icount.sh /tmp/old; pmem-bench/icount.sh
+set -u
+n=50000
+while getopts "n:" o; do
+  case $o in n) n=$OPTARG ;; *) exit 2 ;; esac
+done
+shift $((OPTIND - 1))
+bin=${1:-target/release/pmem-bench}
+[ -x "$bin" ] || { echo "icount.sh: $bin is not an executable pmem-bench" >&2; exit 2; }
+command -v valgrind >/dev/null || { echo "icount.sh: needs valgrind" >&2; exit 2; }
+dir=$(mktemp -d /dev/shm/pmem-icount.XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+
+# Instructions of one run: `ir PROGRAM ARGS...` (the pool is $dir/p).
+ir() {
+  rm -f "$dir/p" "$dir/cg.out"
+  if ! PMEM_MODE=eadr valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
+    "$bin" "$@" >"$dir/out" 2>"$dir/err"; then
+    echo "icount.sh: $bin $* failed:" >&2
+    tail -5 "$dir/err" >&2
+    exit 1
+  fi
+  grep -o 'refs: *[0-9,]*' "$dir/err" | tr -d ', ' | cut -d: -f2
+}
+
+# The pool size (64 MiB) keeps callgrind's runs short; tx_update's root
+# alone is 16 MiB.
+for w in "tx_update P 1 N 64" "atomic_alloc_free P 64 N 64" \
+  "tx_alloc_free P N 64" "hashmap P N 64"; do
+  set -- $w
+  prog=$1
+  short=$(echo "$w" | sed "s|P|$dir/p|; s|N|$n|")
+  long=$(echo "$w" | sed "s|P|$dir/p|; s|N|$((2 * n))|")
+  a=$(ir $short) || exit 1
+  b=$(ir $long) || exit 1
+  printf '%-20s %8d instructions/op\n' "$prog" $(((b - a) / n))
+done
