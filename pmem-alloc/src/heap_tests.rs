@@ -230,3 +230,33 @@ fn lock_free_lookups_agree_with_locked_ones_through_every_role_change() {
         "allocation header refused"
     );
 }
+
+/// `usable` (what a free reads instead of the header) gives what
+/// `alloc_info` gives, for run blocks and huge spans, and refuses an
+/// offset that starts no block's data.
+#[test]
+fn usable_matches_alloc_info_without_reading_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw =
+        RawPool::create(&dir.path().join("usable.pool"), "usable", 12 << 20, &opts()).unwrap();
+    let heap = open(&raw);
+    let p = raw.persister();
+    for size in [16u64, 64, 200, 9000, 1536 * 1024] {
+        let off = alloc(&heap, p, size);
+        let info = heap.alloc_info(p, off).unwrap();
+        assert!(info.usable >= size);
+        assert_eq!(heap.usable(off).unwrap(), info.usable, "size {size}");
+        // Overwriting the header changes nothing: it is not read.
+        // SAFETY: the block's own header, nothing references it.
+        unsafe {
+            std::ptr::write_bytes(p.base().add((off - ALLOC_HEADER_SIZE) as usize), 0xAB, 16)
+        };
+        assert_eq!(heap.usable(off).unwrap(), info.usable, "size {size}");
+        for bad in [off - ALLOC_HEADER_SIZE, off + 8] {
+            assert!(
+                matches!(heap.usable(bad), Err(Error::NotAllocated { .. })),
+                "offset {bad:#x} of a block at {off:#x}"
+            );
+        }
+    }
+}
