@@ -425,8 +425,9 @@ impl Pool {
             return Err(Error::Pool(pmem_pool::Error::ReadOnly));
         }
         self.transaction(|tx| -> Result<()> {
-            // Exclusively from the start: the pointer is read, then nulled
-            // (a shared lock first would be upgraded: a second lookup).
+            // Exclusively from the start: the pointer is read, then nulled.
+            // A shared lock first would need an upgrade, which gives up
+            // with a conflict against another reader instead of waiting.
             tx.lock_exclusive(dest_off, 16)?;
             let p = tx.read(dest)?;
             if p.is_null() {

@@ -1352,8 +1352,9 @@ impl<'p> Tx<'p> {
         self.drain(inner)?;
         if heap_ops {
             // SAFETY: the ops come from the heap's `publish_ops`/`free_ops`
-            // and `redo_store_locked`: heap metadata words, only ever accessed
-            // atomically, and words this transaction holds exclusively.
+            // and `redo_store_locked`: heap metadata words, only ever
+            // accessed atomically, and words this transaction holds
+            // exclusively.
             unsafe { pmem_alloc::apply_ops_nodrain(p, &inner.redo) };
             // The heap metadata is updated (before the bump below can
             // become durable).
