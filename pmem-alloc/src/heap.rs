@@ -59,6 +59,17 @@ enum Where {
     },
 }
 
+impl Where {
+    /// Usable bytes of the block or span (its size less the allocation
+    /// header).
+    fn usable(&self) -> u64 {
+        match *self {
+            Where::Block { class, .. } => class.block - ALLOC_HEADER_SIZE,
+            Where::Huge { span, .. } => u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE,
+        }
+    }
+}
+
 /// Pool offset of the bitmap word of block `i` of the run at `start`, and
 /// its mask (as [`Run::bit`]).
 fn bit_of(start: u64, i: u32) -> (u64, u64) {
@@ -823,32 +834,29 @@ impl Heap {
     /// say whether the block is allocated ([`free_ops`](Self::free_ops)
     /// does).
     pub fn usable(&self, off: u64) -> Result<u64> {
-        match self.locate(off).ok_or(Error::NotAllocated { off })? {
-            Where::Block { class, .. } => Ok(class.block - ALLOC_HEADER_SIZE),
-            Where::Huge { span, .. } => Ok(u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE),
-        }
+        Ok(self
+            .locate(off)
+            .ok_or(Error::NotAllocated { off })?
+            .usable())
     }
 
     /// Size, usable size and type number of the published object at `off`.
     pub fn alloc_info(&self, p: &Persister, off: u64) -> Result<AllocInfo> {
         let live = Live::new(p);
-        let usable = match self.locate(off).ok_or(Error::NotAllocated { off })? {
-            Where::Block { first, class, idx } => {
+        let at = self.locate(off).ok_or(Error::NotAllocated { off })?;
+        let published = match at {
+            Where::Block { first, idx, .. } => {
                 let (woff, mask) = bit_of(self.geo.chunk_off(first), idx);
-                if live.read_u64(woff) & mask == 0 {
-                    return Err(Error::NotAllocated { off });
-                }
-                class.block - ALLOC_HEADER_SIZE
+                live.read_u64(woff) & mask != 0
             }
             Where::Huge { first, span } => {
-                if live.read_u64(self.geo.header_off(first))
-                    != (ChunkHeader::Huge { span }).encode()
-                {
-                    return Err(Error::NotAllocated { off });
-                }
-                u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE
+                live.read_u64(self.geo.header_off(first)) == (ChunkHeader::Huge { span }).encode()
             }
         };
+        if !published {
+            return Err(Error::NotAllocated { off });
+        }
+        let usable = at.usable();
         let mut b = [0u8; 16];
         live.read(off - ALLOC_HEADER_SIZE, &mut b);
         let h = AllocHeader::from_bytes(&b);

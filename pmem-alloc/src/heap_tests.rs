@@ -249,7 +249,11 @@ fn usable_matches_alloc_info_without_reading_the_header() {
         // Overwriting the header changes nothing: it is not read.
         // SAFETY: the block's own header, nothing references it.
         unsafe {
-            std::ptr::write_bytes(p.base().add((off - ALLOC_HEADER_SIZE) as usize), 0xAB, 16)
+            std::ptr::write_bytes(
+                p.base().add((off - ALLOC_HEADER_SIZE) as usize),
+                0xAB,
+                ALLOC_HEADER_SIZE as usize,
+            )
         };
         assert_eq!(heap.usable(off).unwrap(), info.usable, "size {size}");
         for bad in [off - ALLOC_HEADER_SIZE, off + 8] {
