@@ -396,7 +396,7 @@ impl RawHeader {
     }
 }
 
-/// crc32 of the bytes before the checksum field.
+/// CRC-32C of the bytes before the checksum field.
 pub(crate) fn checksum(b: &[u8; BLOCK_SIZE as usize]) -> u32 {
     crate::crc::crc32c(&b[..CRC_OFFSET])
 }
