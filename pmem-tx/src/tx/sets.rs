@@ -168,27 +168,27 @@ impl StripeSet {
             .chain(self.big.iter())
     }
 
-    /// Whether `s` is held exclusively.
-    pub(super) fn holds_exclusive(&self, s: u32) -> bool {
-        let mode = if self.big.is_empty() {
+    /// The mode `s` is held in, if it is.
+    fn mode_of(&self, s: u32) -> Option<Mode> {
+        if self.big.is_empty() {
             self.small
                 .binary_search_by_key(&s, |e| e.0)
                 .ok()
                 .map(|i| self.small[i].1)
         } else {
             self.big.get(&s).copied()
-        };
-        mode == Some(Mode::Exclusive)
+        }
+    }
+
+    /// Whether `s` is held exclusively.
+    pub(super) fn holds_exclusive(&self, s: u32) -> bool {
+        self.mode_of(s) == Some(Mode::Exclusive)
     }
 
     /// Whether `s` is held (in any mode).
     #[cfg(test)]
     pub(super) fn contains(&self, s: u32) -> bool {
-        if self.big.is_empty() {
-            self.small.binary_search_by_key(&s, |e| e.0).is_ok()
-        } else {
-            self.big.contains_key(&s)
-        }
+        self.mode_of(s).is_some()
     }
 
     /// Looks `s` up once: `f` gets the mode it is held in (if it is) and
