@@ -1270,7 +1270,9 @@ impl<'p> Tx<'p> {
             }
             let mut rest = &ops[..];
             while let Some(op) = rest.first() {
-                let (kind, off, v) = match *op {
+                // The entry's payload: `n` words of `buf`.
+                let mut buf = [0u8; 8 * COPY_WORDS];
+                let (kind, off, n) = match *op {
                     RedoOp::Set64 { off, .. } => {
                         // Stores to consecutive words (a pointer is two,
                         // a deferred write up to four) are one `Copy`
@@ -1278,7 +1280,6 @@ impl<'p> Tx<'p> {
                         // that an allocation's log and commit record fit
                         // in two lines. Applied in place as before, word
                         // by word; only recovery sees the `Copy`.
-                        let mut buf = [0u8; 8 * COPY_WORDS];
                         let mut n = 0;
                         for (k, next) in rest.iter().take(COPY_WORDS).enumerate() {
                             match *next {
@@ -1294,15 +1295,19 @@ impl<'p> Tx<'p> {
                         } else {
                             EntryKind::Copy
                         };
-                        self.append_entry(inner, &mut w, kind, off, &buf[..8 * n])?;
-                        rest = &rest[n..];
-                        continue;
+                        (kind, off, n)
                     }
-                    RedoOp::Or64 { off, mask } => (EntryKind::Or64, off, mask),
-                    RedoOp::AndNot64 { off, mask } => (EntryKind::AndNot64, off, mask),
+                    RedoOp::Or64 { off, mask } => {
+                        buf[..8].copy_from_slice(&mask.to_le_bytes());
+                        (EntryKind::Or64, off, 1)
+                    }
+                    RedoOp::AndNot64 { off, mask } => {
+                        buf[..8].copy_from_slice(&mask.to_le_bytes());
+                        (EntryKind::AndNot64, off, 1)
+                    }
                 };
-                self.append_entry(inner, &mut w, kind, off, &v.to_le_bytes())?;
-                rest = &rest[1..];
+                self.append_entry(inner, &mut w, kind, off, &buf[..8 * n])?;
+                rest = &rest[n..];
             }
             Ok(())
         })();
