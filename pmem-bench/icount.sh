@@ -50,13 +50,23 @@ ir() {
 
 # The pool size (64 MiB) keeps callgrind's runs short; tx_update's root
 # alone is 16 MiB.
+# The arguments of `ir` for workload `$1` with `$2` operations: the
+# words P and N of the workload become the pool and the count (whole
+# words only: the pool's folder name is random and may hold either
+# letter).
+args() {
+  local w
+  for w in $1; do
+    case $w in P) echo "$dir/p" ;; N) echo "$2" ;; *) echo "$w" ;; esac
+  done
+}
+
 for w in "tx_update P 1 N 64" "atomic_alloc_free P 64 N 64" \
   "tx_alloc_free P N 64" "hashmap P N 64"; do
-  set -- $w
-  prog=$1
-  short=$(echo "$w" | sed "s|P|$dir/p|; s|N|$n|")
-  long=$(echo "$w" | sed "s|P|$dir/p|; s|N|$((2 * n))|")
-  a=$(ir $short) || exit 1
-  b=$(ir $long) || exit 1
+  prog=${w%% *}
+  mapfile -t short < <(args "$w" "$n")
+  mapfile -t long < <(args "$w" $((2 * n)))
+  a=$(ir "${short[@]}") || exit 1
+  b=$(ir "${long[@]}") || exit 1
   printf '%-20s %8d instructions/op\n' "$prog" $(((b - a) / n))
 done
