@@ -370,7 +370,7 @@ impl Pool {
             tx.lock_exclusive(dest_off, 16)?;
             tx.take_seq();
             let p = tx.zalloc::<T>(type_num)?;
-            init(&mut *tx.get_mut(p)?);
+            init(&mut *tx.fresh_mut(p)?);
             tx.redo_store_locked(dest_off, self.id);
             tx.redo_store_locked(dest_off + 8, p.offset());
             Ok(p)

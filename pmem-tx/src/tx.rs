@@ -735,8 +735,43 @@ impl<'p> Tx<'p> {
     /// [`Pool::objects`](crate::Pool::objects)).
     pub fn alloc_typed<T: Persistent>(&mut self, type_num: u64, value: T) -> Result<PPtr<T>> {
         let p = self.new_ptr::<T>(type_num, false)?;
-        *self.get_mut(p)? = value;
+        *self.fresh_mut(p)? = value;
         Ok(p)
+    }
+
+    /// A mutable reference to the object at `p`, which this transaction
+    /// has just reserved (`Fill::Caller` or `Fill::Zero`): what
+    /// [`get_mut`](Self::get_mut) returns, without its walk through the
+    /// snapshot path, which finds nothing to do for a fresh block (it is
+    /// covered, so nothing is snapshotted; it is already marked dirty).
+    /// Falls back to `get_mut` where that walk would do something: when
+    /// `reserve` could not lock every stripe of the block without waiting,
+    /// or when a deferred write lies inside it (a store through a stale
+    /// pointer into the block while it was free).
+    pub(crate) fn fresh_mut<T: Persistent>(&mut self, p: PPtr<T>) -> Result<TxMut<'_, T>> {
+        let off = p.offset();
+        let len = size_of::<T>() as u64;
+        let direct = {
+            let inner = self.shared.inner.borrow();
+            let end = off + len.max(1);
+            debug_assert_eq!(inner.covered.next_gap(off, end), None, "not a fresh block");
+            stripes(off, len).all(|s| inner.held.holds_exclusive(s))
+                && !inner.deferred.iter().any(|&(o, _)| o < end && off < o + 8)
+        };
+        if !direct {
+            return self.get_mut(p);
+        }
+        self.shared.live.set(self.shared.live.get() + 1);
+        Ok(TxMut {
+            // SAFETY: `off` came from `reserve` (in bounds, aligned for
+            // `T`, which `new_ptr` checked), the block is locked
+            // exclusively by this transaction and is no object yet, so
+            // nothing else reads or writes it; the guard borrows `self`
+            // mutably, so it is the only reference from this transaction.
+            ptr: unsafe { self.pool.raw.base().add(off as usize) as *mut T },
+            live: &self.shared.live,
+            _tx: std::marker::PhantomData,
+        })
     }
 
     /// Allocates a zeroed `T`.
