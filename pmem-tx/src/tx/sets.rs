@@ -221,6 +221,9 @@ impl StripeSet {
         if !self.big.is_empty() {
             return Self::update_big(&mut self.big, run, f);
         }
+        if run.size_hint() == (1, Some(1)) {
+            return self.update_one(run, f);
+        }
         let mut pending = std::mem::take(&mut self.pending);
         pending.clear();
         let v = &mut self.small;
@@ -259,6 +262,37 @@ impl StripeSet {
             self.pending = pending;
         }
         result
+    }
+
+    /// `update_run` for a run of one stripe (a word, a pointer, most small
+    /// objects) while the set is a `Vec`: one binary search and at most
+    /// one insertion, without the run's scratch and merge.
+    fn update_one<E>(
+        &mut self,
+        run: impl Iterator<Item = u32>,
+        mut f: impl FnMut(u32, Option<Mode>) -> Result<Option<Mode>, E>,
+    ) -> Result<(), E> {
+        for s in run {
+            let v = &mut self.small;
+            match v.binary_search_by_key(&s, |e| e.0) {
+                Ok(i) => {
+                    if let Some(m) = f(s, Some(v[i].1))? {
+                        v[i].1 = m;
+                    }
+                }
+                Err(i) => {
+                    if let Some(m) = f(s, None)? {
+                        if v.len() < SMALL_STRIPES {
+                            v.insert(i, (s, m));
+                        } else {
+                            self.big.extend(v.drain(..));
+                            self.big.insert(s, m);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Adds the new records of a run (not held before, distinct) to the
