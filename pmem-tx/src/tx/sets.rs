@@ -224,6 +224,27 @@ impl StripeSet {
         if run.size_hint() == (1, Some(1)) {
             return self.update_one(run, f);
         }
+        if self.small.is_empty() && run.size_hint().1.is_some_and(|n| n <= SMALL_STRIPES) {
+            // Nothing held yet (a transaction's first lock): every stripe
+            // is new, and they come in ascending order unless the run
+            // wrapped around the table.
+            let v = &mut self.small;
+            let mut result = Ok(());
+            for s in run {
+                match f(s, None) {
+                    Ok(Some(m)) => v.push((s, m)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+            if !v.is_sorted_by_key(|e| e.0) {
+                v.sort_unstable_by_key(|e| e.0);
+            }
+            return result;
+        }
         let mut pending = std::mem::take(&mut self.pending);
         pending.clear();
         let v = &mut self.small;
@@ -659,5 +680,24 @@ mod tests {
         assert_eq!(r, Err(6));
         assert!(h.contains(4) && h.contains(5) && !h.contains(6));
         assert!(h.small.windows(2).all(|w| w[0].0 < w[1].0), "{:?}", h.small);
+        // The same from an empty set (a transaction's first lock).
+        let mut h = StripeSet::default();
+        let r: Result<(), ()> = h.update_run([9u32, 10, 0, 1].into_iter(), |_, _| {
+            Ok(Some(Mode::Exclusive))
+        });
+        assert_eq!(r, Ok(()));
+        let got: Vec<u32> = h.small.iter().map(|e| e.0).collect();
+        assert_eq!(got, [0, 1, 9, 10]);
+        let mut h = StripeSet::default();
+        let r = h.update_run([5u32, 6, 0].into_iter(), |s, held| {
+            assert_eq!(held, None);
+            if s == 0 {
+                Err(s)
+            } else {
+                Ok(Some(Mode::Shared))
+            }
+        });
+        assert_eq!(r, Err(0));
+        assert_eq!(h.small, vec![(5, Mode::Shared), (6, Mode::Shared)]);
     }
 }
