@@ -429,7 +429,7 @@ impl Pool {
             // A shared lock first would need an upgrade, which gives up
             // with a conflict against another reader instead of waiting.
             tx.lock_exclusive(dest_off, 16)?;
-            let p = tx.read(dest)?;
+            let p: PPtr<T> = tx.read_exclusive(dest_off)?;
             if p.is_null() {
                 return Ok(());
             }

@@ -630,6 +630,24 @@ impl<'p> Tx<'p> {
         self.lock_range(off, len, Mode::Exclusive)
     }
 
+    /// Reads the `T` at pool offset `off`, which `check_typed` accepted and
+    /// this transaction holds exclusively (`lock_exclusive`): what
+    /// [`read`](Self::read) returns, without checking the pointer and
+    /// looking its stripes up a second time.
+    pub(crate) fn read_exclusive<T: Persistent>(&self, off: u64) -> Result<T> {
+        let len = size_of::<T>() as u64;
+        self.materialize(off, len)?;
+        debug_assert!(
+            stripes(off, len).all(|s| self.shared.inner.borrow().held.holds_exclusive(s)),
+            "read_exclusive of bytes not locked exclusively"
+        );
+        // SAFETY: `off..off+len` is in bounds and aligned for `T`
+        // (`check_typed`), and locked exclusively by this transaction, so
+        // no other thread writes it; this thread writes it only through
+        // `&mut self`, which this borrow of `self` excludes.
+        Ok(unsafe { (self.pool.raw.base().add(off as usize) as *const T).read() })
+    }
+
     /// Stores `val` at the 8-aligned heap word `off`, which this
     /// transaction locked exclusively, through the redo log instead of the
     /// undo log: no snapshot, applied after the commit record, so the
