@@ -371,8 +371,7 @@ impl Pool {
             tx.take_seq();
             let p = tx.zalloc::<T>(type_num)?;
             init(&mut *tx.fresh_mut(p)?);
-            tx.redo_store_locked(dest_off, self.id);
-            tx.redo_store_locked(dest_off + 8, p.offset());
+            tx.redo_store_locked(dest_off, &[self.id, p.offset()])?;
             Ok(p)
         })
     }
@@ -406,8 +405,7 @@ impl Pool {
             tx.lock_exclusive(dest_off, 16)?;
             tx.take_seq();
             let off = tx.reserve(size, type_num, crate::tx::Fill::Keep)?;
-            tx.redo_store_locked(dest_off, self.id);
-            tx.redo_store_locked(dest_off + 8, off);
+            tx.redo_store_locked(dest_off, &[self.id, off])?;
             Ok(PPtr::from_raw(self.id, off))
         })
     }
@@ -434,8 +432,7 @@ impl Pool {
                 return Ok(());
             }
             tx.free(p)?;
-            tx.redo_store_locked(dest_off, 0);
-            tx.redo_store_locked(dest_off + 8, 0);
+            tx.redo_store_locked(dest_off, &[0, 0])?;
             Ok(())
         })
     }

@@ -648,17 +648,52 @@ impl<'p> Tx<'p> {
         Ok(unsafe { (self.pool.raw.base().add(off as usize) as *const T).read() })
     }
 
-    /// Stores `val` at the 8-aligned heap word `off`, which this
+    /// Stores `words` at the 8-aligned heap offset `off`, which this
     /// transaction locked exclusively, through the redo log instead of the
     /// undo log: no snapshot, applied after the commit record, so the
     /// destination pointer is published together with the allocation.
-    pub(crate) fn redo_store_locked(&mut self, off: u64, val: u64) {
-        let mut inner = self.shared.inner.borrow_mut();
-        debug_assert!(
-            stripes(off, 8).all(|s| inner.held.holds_exclusive(s)),
-            "redo store into a word not locked exclusively"
-        );
-        inner.redo.push(RedoOp::Set64 { off, val });
+    ///
+    /// They go in as deferred writes (`Tx::write`), so a read later in
+    /// the same transaction (a `free_from` or `alloc_into` that joined a
+    /// running one) sees them. Bytes this transaction already snapshotted
+    /// (even in part) or allocated are stored in place instead, the undo
+    /// way: the commit record checksums them, and a store after the record
+    /// would make a crash roll the committed transaction back.
+    pub(crate) fn redo_store_locked(&mut self, off: u64, words: &[u64]) -> Result<()> {
+        let end = off + 8 * words.len() as u64;
+        let deferred = {
+            let mut inner = self.shared.inner.borrow_mut();
+            let inner = &mut *inner;
+            debug_assert!(
+                stripes(off, end - off).all(|s| inner.held.holds_exclusive(s)),
+                "redo store into words not locked exclusively"
+            );
+            let untouched =
+                inner.covered.is_empty() || inner.covered.next_gap(off, end) == Some((off, end));
+            if untouched {
+                for (o, &v) in (off..).step_by(8).zip(words) {
+                    match inner.deferred.iter_mut().find(|(x, _)| *x == o) {
+                        Some(e) => e.1 = v,
+                        None => inner.deferred.push((o, v)),
+                    }
+                }
+            }
+            untouched
+        };
+        if !deferred {
+            // Snapshots the part not yet covered (nothing, and no fence,
+            // if all of it is), and marks the words dirty.
+            self.add(off, end - off, Flags::NONE)?;
+            for (o, &v) in (off..).step_by(8).zip(words) {
+                // SAFETY: an 8-aligned heap word (checked by the caller),
+                // locked exclusively by this transaction and now covered
+                // by its snapshot or fresh range; no guard is alive (`&mut
+                // self`, and a joining call fails while the outer one
+                // holds guards).
+                unsafe { (self.pool.raw.base().add(o as usize) as *mut u64).write(v) };
+            }
+        }
+        Ok(())
     }
 
     /// Snapshots and stores a u64 of the state block (root pointer).
@@ -1683,13 +1718,13 @@ mod tests {
         let early = |tx: &Tx<'_>| tx.shared.inner.borrow().early_seq;
         pool.transaction(|tx| -> Result<()> {
             tx.lock_exclusive(root.offset(), 8)?;
-            tx.redo_store_locked(root.offset(), 1);
+            tx.redo_store_locked(root.offset(), &[1])?;
             tx.take_seq();
             let taken = early(tx);
             assert!(taken.is_some());
             // The same stripe again, shared reads, a fresh block: kept.
             tx.lock_exclusive(root.offset() + 8, 8)?;
-            tx.redo_store_locked(root.offset() + 8, 2);
+            tx.redo_store_locked(root.offset() + 8, &[2])?;
             tx.read(root.cast::<u64>().at(40))?;
             let p = tx.alloc([0u64; 16])?;
             tx.write(p, [1; 16])?;

@@ -147,3 +147,23 @@ fn a_stale_write_into_a_free_block_does_not_reach_the_object_allocated_there() {
     // not after the commit.
     assert_eq!(pool.read(stale).unwrap(), [k as u64; 8]);
 }
+
+#[test]
+fn free_from_inside_a_transaction_frees_the_pointer_it_wrote() {
+    let (_d, pool, root) = pool("f.pool");
+    let slot: PPtr<PPtr<[u64; 8]>> = root.cast();
+    pool.transaction(|tx| -> Result<(), Error> {
+        let o = tx.alloc([1u64; 8])?;
+        // Deferred: `free_from`, which joins this transaction, must read
+        // this pointer, not the null still in place.
+        tx.write(slot, o)?;
+        pool.free_from(slot)?;
+        assert!(tx.read(slot)?.is_null());
+        Ok(())
+    })
+    .unwrap();
+    assert!(pool.read(slot).unwrap().is_null());
+    assert_eq!(pool.objects(Some(0)).unwrap().len(), 0);
+    let report = pool.check_heap().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

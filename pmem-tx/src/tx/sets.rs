@@ -42,6 +42,11 @@ impl RangeSet {
         self.big.clear();
     }
 
+    /// Whether no range is in the set.
+    pub(super) fn is_empty(&self) -> bool {
+        self.small.is_empty() && self.big.is_empty()
+    }
+
     /// Number of disjoint ranges.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
