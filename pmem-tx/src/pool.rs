@@ -460,7 +460,9 @@ impl Pool {
     pub(crate) fn heap(&self) -> Result<&Heap> {
         self.heap
             .as_ref()
-            .ok_or(Error::Pool(pmem_pool::Error::ReadOnly))
+            // Built only when needed: `pmem_pool::Error` has variants that
+            // own memory, so an eager error is dropped on every call.
+            .ok_or_else(|| Error::Pool(pmem_pool::Error::ReadOnly))
     }
 
     /// Every allocated object (with `type_num`, or all), as the heap sees
