@@ -763,7 +763,11 @@ impl<'p> Tx<'p> {
                 inner.fresh.push((h, a));
             } else {
                 // Fresh: nothing to snapshot, flushed and checksummed at
-                // commit with its allocation header.
+                // commit with its allocation header. A deferred write
+                // inside it (through a stale pointer, while the block was
+                // free) is dead: stored after the commit record, it would
+                // also change bytes the record checksums.
+                drop_deferred(&mut inner, a, usable);
                 inner.covered.insert(a, b);
                 inner.dirty.push((h, b));
                 inner.fresh.push((h, b));
@@ -798,9 +802,8 @@ impl<'p> Tx<'p> {
     /// snapshot path, which finds nothing to do for a fresh block (it is
     /// covered, so nothing is snapshotted; it is already marked dirty).
     /// Falls back to `get_mut` where that walk would do something: when
-    /// `reserve` could not lock every stripe of the block without waiting,
-    /// or when a deferred write lies inside it (a store through a stale
-    /// pointer into the block while it was free).
+    /// `reserve` could not lock every stripe of the block without waiting.
+    /// (No deferred write lies inside a fresh block: `reserve` drops them.)
     pub(crate) fn fresh_mut<T: Persistent>(&mut self, p: PPtr<T>) -> Result<TxMut<'_, T>> {
         let off = p.offset();
         let len = size_of::<T>() as u64;
@@ -808,8 +811,8 @@ impl<'p> Tx<'p> {
             let inner = self.shared.inner.borrow();
             let end = off + len.max(1);
             debug_assert_eq!(inner.covered.next_gap(off, end), None, "not a fresh block");
+            debug_assert!(!inner.deferred.iter().any(|&(o, _)| o < end && off < o + 8));
             stripes(off, len).all(|s| inner.held.holds_exclusive(s))
-                && !inner.deferred.iter().any(|&(o, _)| o < end && off < o + 8)
         };
         if !direct {
             return self.get_mut(p);

@@ -143,9 +143,30 @@ fn a_stale_write_into_a_free_block_does_not_reach_the_object_allocated_there() {
         .iter()
         .position(|&p| p == stale)
         .expect("the freed block was handed out again");
-    // The object holds its value: the deferred word was stored before it,
-    // not after the commit.
+    // The object holds its value: the deferred word died with the free
+    // block, and was not stored after the commit.
     assert_eq!(pool.read(stale).unwrap(), [k as u64; 8]);
+
+    // The same with a zeroed allocation, which writes no value over it.
+    pool.transaction(|tx| tx.free(stale)).unwrap();
+    pool.transaction(|tx| {
+        tx.get_mut(root.cast::<u64>().at(40))?;
+        Ok::<(), Error>(())
+    })
+    .unwrap();
+    let got = pool
+        .transaction(|tx| -> Result<bool, Error> {
+            tx.write(stale.cast::<u64>().at(5), 0xbeef)?;
+            for _ in 0..64 {
+                if tx.zalloc::<[u64; 8]>(3)? == stale {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .unwrap();
+    assert!(got, "the freed block was handed out again");
+    assert_eq!(pool.read(stale).unwrap(), [0; 8]);
 }
 
 #[test]
