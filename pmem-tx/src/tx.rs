@@ -875,6 +875,16 @@ impl<'p> Tx<'p> {
             if let Some(i) = inner.reserved.iter().position(|r| r.off == off) {
                 let r = inner.reserved.swap_remove(i);
                 drop_deferred(&mut inner, r.off, r.usable);
+                // The block goes back to the heap when this transaction
+                // ends, and another one may write it at once: the commit
+                // record must not checksum it (a crash before this lane's
+                // bump is durable would then see a mismatch and roll this
+                // transaction back). Its lines are still flushed with the
+                // rest, before anyone else can reach them.
+                let h = r.off - ALLOC_HEADER_SIZE;
+                if let Some(j) = inner.fresh.iter().position(|&(a, _)| a == h) {
+                    inner.fresh.swap_remove(j);
+                }
                 inner.dropped.push(r);
                 return Ok(());
             }
