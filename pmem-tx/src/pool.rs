@@ -173,6 +173,10 @@ impl Pool {
     }
 
     /// The pool layer underneath (header, persister, mode).
+    ///
+    /// Writing object bytes through it bypasses the transactions: call
+    /// [`settle`](Self::settle) after the last transaction that changed or
+    /// allocated them, or a crash may roll that transaction back.
     pub fn raw(&self) -> &RawPool {
         &self.raw
     }
@@ -219,9 +223,17 @@ impl Pool {
         Ok(self.raw.close_in_place()?)
     }
 
-    /// Makes every stored generation bump durable and gives deferred
-    /// frees back to the heap.
-    pub(crate) fn settle(&self) -> Result<()> {
+    /// Makes the retirement of every finished transaction's log durable
+    /// (one fence), and gives the blocks they freed back to the heap.
+    ///
+    /// A transaction's commit record stays live until its lane's next
+    /// fence, and checksums the bytes it changed and allocated: a crash
+    /// that finds those bytes changed behind the transaction's back rolls
+    /// it back. Transactions never do that to each other. Bytes written
+    /// outside them, through [`raw`](Self::raw) (libpmemobj's
+    /// `pmemobj_memcpy_persist` into an object just allocated), must wait
+    /// for this call first.
+    pub fn settle(&self) -> Result<()> {
         if self.raw.is_read_only() {
             return Ok(());
         }
