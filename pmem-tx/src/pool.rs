@@ -469,11 +469,14 @@ impl Pool {
     }
 
     /// The heap, or `ReadOnly` on a read-only pool.
+    #[allow(
+        clippy::unnecessary_lazy_evaluations,
+        reason = "an eager error is dropped on every call through pmem_pool::Error's \
+                  drop glue (it has variants that own memory): 23 instructions per call"
+    )]
     pub(crate) fn heap(&self) -> Result<&Heap> {
         self.heap
             .as_ref()
-            // Built only when needed: `pmem_pool::Error` has variants that
-            // own memory, so an eager error is dropped on every call.
             .ok_or_else(|| Error::Pool(pmem_pool::Error::ReadOnly))
     }
 
