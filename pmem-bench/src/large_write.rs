@@ -37,6 +37,9 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     let (total, chunk) = (total_mib * MIB, chunk_mib * MIB);
     let pool = ctx.open_or_create(path, "pmem-bench-large-write", pool_mib)?;
     let dst = root_block(&pool, total)?;
+    // The writes below go through the raw pool, outside transactions: the
+    // transaction that allocated the block must be retired durably first.
+    pool.settle()?;
     let src: Vec<u8> = (0..chunk)
         .step_by(8)
         .flat_map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes())
