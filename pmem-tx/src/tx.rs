@@ -1536,13 +1536,15 @@ impl<'p> Tx<'p> {
         let p = self.pool.raw.persister();
         let r = (|| -> Result<()> {
             // Fresh blocks this transaction wrote are free again; flush
-            // them anyway, so that no line is left dirty behind the
+            // them anyway, allocation header included (`reserve` wrote it,
+            // and it lies on the line before the data when the data starts
+            // a line), so that no line is left dirty behind the
             // transaction (the rollback below drains them).
             let fresh: Vec<(u64, u64)> = inner
                 .reserved
                 .iter()
                 .chain(inner.dropped.iter())
-                .map(|r| (r.off, r.off + r.usable.max(1)))
+                .map(|r| (r.off - ALLOC_HEADER_SIZE, r.off + r.usable.max(1)))
                 .collect();
             let mut fresh = fresh;
             for (a, b) in merged_lines(&mut fresh) {

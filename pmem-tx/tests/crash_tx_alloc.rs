@@ -1,5 +1,6 @@
 //! Crash simulation of transactional allocation, free and realloc mixed
-//! with updates of existing objects and of the root, some transactions
+//! with updates of existing objects and of the root, and with scratch
+//! blocks allocated and freed within one transaction, some transactions
 //! aborting. After every crash image: the heap is consistent, the state is
 //! exactly before or after the interrupted transaction, nothing leaked.
 
@@ -46,6 +47,12 @@ enum Op {
         slot: usize,
         at: u64,
         len: u64,
+        fill: u8,
+    },
+    /// A block allocated, written and freed again in the same transaction
+    /// (it goes back to the heap at once; no slot changes).
+    Scratch {
+        size: u64,
         fill: u8,
     },
 }
@@ -97,6 +104,16 @@ fn transactional_alloc_free_realloc_survive_every_crash() {
                 },
             });
         }
+        if rng.below(3) == 0 {
+            let at = rng.below(ops.len() as u64 + 1) as usize;
+            ops.insert(
+                at,
+                Op::Scratch {
+                    size: size(&mut rng),
+                    fill: rng.next() as u8,
+                },
+            );
+        }
         let abort = rng.below(5) == 0;
         let planned = ops.clone();
         h.step(
@@ -130,6 +147,11 @@ fn transactional_alloc_free_realloc_survive_every_crash() {
                                 let p = tx.read(s.at(slot as u64))?;
                                 tx.bytes_mut(p.at(at), len)?.fill(fill);
                             }
+                            Op::Scratch { size, fill } => {
+                                let p = tx.alloc_bytes(size, TYPE)?;
+                                tx.bytes_mut(p, size)?.fill(fill);
+                                tx.free(p)?;
+                            }
                         }
                     }
                     if abort { Err(Error::Aborted) } else { Ok(()) }
@@ -161,6 +183,7 @@ fn transactional_alloc_free_realloc_survive_every_crash() {
                             let v = m.0[slot].as_mut().unwrap();
                             v[at as usize..(at + len) as usize].fill(fill);
                         }
+                        Op::Scratch { .. } => {}
                     }
                 }
             },
