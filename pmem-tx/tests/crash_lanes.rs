@@ -2,8 +2,10 @@
 //! runs on a new thread, so consecutive operations use different lanes
 //! while the previous one's generation bump is not fenced yet. Operations
 //! reuse a handful of objects (updates, transactional and atomic allocation
-//! and free), so a later transaction keeps changing bytes an earlier one's
-//! commit record checksums, and reuses blocks an earlier one freed. After
+//! and free, atomic calls joining a transaction that snapshotted their
+//! slot, scratch blocks freed by the transaction that allocated them), so
+//! a later transaction keeps changing bytes an earlier one's commit record
+//! checksums, and reuses blocks an earlier one freed. After
 //! every crash image: the heap is consistent, the state is exactly before
 //! or after the interrupted operation, nothing leaked.
 
@@ -31,6 +33,13 @@ enum Op {
     AtomicAlloc(usize, u64),
     AtomicFree(usize),
     Update(usize, u64),
+    /// `Update`, plus a block of the same size allocated, written and
+    /// freed again in the same transaction: it goes back to the heap at
+    /// once, and the next operation's allocation may take it.
+    UpdateScratch(usize, u64),
+    /// An atomic alloc or free joining a transaction that snapshotted the
+    /// slot first.
+    SnapshotThenAtomic(usize, u64),
 }
 
 #[test]
@@ -41,14 +50,17 @@ fn lazy_invalidation_survives_every_crash_across_lanes() {
     for t in 0..80u64 {
         let slot = rng.below(SLOTS as u64) as usize;
         let v = rng.next();
-        let op = match (h.model.0[slot].is_some(), rng.below(3)) {
+        let op = match (h.model.0[slot].is_some(), rng.below(4)) {
+            (_, 3) if v.is_multiple_of(3) => Op::SnapshotThenAtomic(slot, v),
             (false, 0) => Op::AtomicAlloc(slot, v),
             (false, _) => Op::TxAlloc(slot, v),
             (true, 0) => Op::AtomicFree(slot),
             (true, 1) if v.is_multiple_of(2) => Op::TxFree(slot),
             (true, 1) => Op::UpdateFree(slot),
+            (true, 2) => Op::UpdateScratch(slot, v),
             (true, _) => Op::Update(slot, v),
         };
+        let occupied = h.model.0[slot].is_some();
         let lanes = &lanes;
         h.step(
             format!("op {t}: {op:?}"),
@@ -93,13 +105,29 @@ fn lazy_invalidation_survives_every_crash_across_lanes() {
                                     Ok(())
                                 })
                                 .unwrap(),
-                            Op::Update(i, v) => pool
+                            Op::Update(i, v) | Op::UpdateScratch(i, v) => pool
                                 .transaction(|tx| -> Result<(), Error> {
                                     let o = tx.read(at(i))?;
                                     let mut m = tx.get_mut(o)?;
                                     m[0] = v;
                                     m[4] = v ^ 1;
                                     drop(m);
+                                    if let Op::UpdateScratch(..) = op {
+                                        let p = tx.alloc_typed(TYPE, [!v; 5])?;
+                                        tx.free(p)?;
+                                    }
+                                    lane(tx);
+                                    Ok(())
+                                })
+                                .unwrap(),
+                            Op::SnapshotThenAtomic(i, v) => pool
+                                .transaction(|tx| -> Result<(), Error> {
+                                    tx.add_range(at(i))?;
+                                    if occupied {
+                                        pool.free_from(at(i))?;
+                                    } else {
+                                        pool.alloc_into(at(i), TYPE, |o| *o = [v; 5])?;
+                                    }
                                     lane(tx);
                                     Ok(())
                                 })
@@ -118,7 +146,16 @@ fn lazy_invalidation_survives_every_crash_across_lanes() {
                     m.0[i] = None;
                     m.1 -= 1;
                 }
-                Op::Update(i, v) => {
+                Op::SnapshotThenAtomic(i, v) => {
+                    if occupied {
+                        m.0[i] = None;
+                        m.1 -= 1;
+                    } else {
+                        m.0[i] = Some([v; 5]);
+                        m.1 += 1;
+                    }
+                }
+                Op::Update(i, v) | Op::UpdateScratch(i, v) => {
                     let o = m.0[i].as_mut().unwrap();
                     o[0] = v;
                     o[4] = v ^ 1;
