@@ -1237,6 +1237,9 @@ impl<'p> Tx<'p> {
     /// Gives the overflow blocks back; only once the logs in them are
     /// stale (after the generation bump) or were never needed.
     fn return_overflow(&self, inner: &mut Inner) {
+        if inner.overflow.is_empty() {
+            return;
+        }
         if let Some(heap) = self.pool.heap.as_ref() {
             for r in inner.overflow.drain(..) {
                 heap.cancel(r);

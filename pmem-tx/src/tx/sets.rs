@@ -39,7 +39,10 @@ impl RangeSet {
             self.small = Vec::new();
         }
         self.small.clear();
-        self.big.clear();
+        // `BTreeMap::clear` drops a whole (empty) map: skip it when empty.
+        if !self.big.is_empty() {
+            self.big.clear();
+        }
     }
 
     /// Whether no range is in the set.
@@ -65,6 +68,10 @@ impl RangeSet {
     /// from the end of the returned gap walks all gaps of a range, each
     /// step O(log n), without a buffer.
     pub(super) fn next_gap(&self, mut cur: u64, b: u64) -> Option<(u64, u64)> {
+        if self.small.is_empty() && self.big.is_empty() {
+            // Nothing covered yet (no snapshot, no fresh block).
+            return (cur < b).then_some((cur, b));
+        }
         if self.big.is_empty() {
             // First range ending after `cur`: it contains `cur` or lies
             // wholly after it.
@@ -162,7 +169,9 @@ impl StripeSet {
         if self.big.capacity() > KEEP_CAPACITY {
             self.big = Held::default();
         }
-        self.big.clear();
+        if !self.big.is_empty() {
+            self.big.clear();
+        }
     }
 
     /// Every stripe held and its mode, in no particular order.
