@@ -565,11 +565,7 @@ impl<'p> Tx<'p> {
         for (o, w) in (off..).step_by(8).zip(bytes.chunks_exact(8)) {
             let mut word = [0u8; 8];
             word.copy_from_slice(w);
-            let v = u64::from_ne_bytes(word);
-            match inner.deferred.iter_mut().find(|(x, _)| *x == o) {
-                Some(e) => e.1 = v,
-                None => inner.deferred.push((o, v)),
-            }
+            set_deferred(&mut inner, o, u64::from_ne_bytes(word));
         }
         Ok(true)
     }
@@ -668,14 +664,10 @@ impl<'p> Tx<'p> {
                 stripes(off, end - off).all(|s| inner.held.holds_exclusive(s)),
                 "redo store into words not locked exclusively"
             );
-            let untouched =
-                inner.covered.is_empty() || inner.covered.next_gap(off, end) == Some((off, end));
+            let untouched = inner.covered.next_gap(off, end) == Some((off, end));
             if untouched {
                 for (o, &v) in (off..).step_by(8).zip(words) {
-                    match inner.deferred.iter_mut().find(|(x, _)| *x == o) {
-                        Some(e) => e.1 = v,
-                        None => inner.deferred.push((o, v)),
-                    }
+                    set_deferred(inner, o, v);
                 }
             }
             untouched
@@ -1632,6 +1624,15 @@ impl Tx<'_> {
             return Err(Error::Aborted);
         }
         Ok(std::cell::RefMut::map(inner, |i| &mut i.plocks))
+    }
+}
+
+/// Records `v` as the deferred value of the word at `off`, replacing an
+/// earlier one.
+fn set_deferred(inner: &mut Inner, off: u64, v: u64) {
+    match inner.deferred.iter_mut().find(|(x, _)| *x == off) {
+        Some(e) => e.1 = v,
+        None => inner.deferred.push((off, v)),
     }
 }
 

@@ -67,11 +67,18 @@ impl RangeSet {
     /// The first part of `cur..b` not in the set, if any. Calling it again
     /// from the end of the returned gap walks all gaps of a range, each
     /// step O(log n), without a buffer.
-    pub(super) fn next_gap(&self, mut cur: u64, b: u64) -> Option<(u64, u64)> {
-        if self.small.is_empty() && self.big.is_empty() {
-            // Nothing covered yet (no snapshot, no fresh block).
+    #[inline]
+    pub(super) fn next_gap(&self, cur: u64, b: u64) -> Option<(u64, u64)> {
+        if self.is_empty() {
+            // Nothing covered yet (no snapshot, no fresh block): answered
+            // inline, without a call.
             return (cur < b).then_some((cur, b));
         }
+        self.next_gap_in(cur, b)
+    }
+
+    /// [`next_gap`](Self::next_gap) in a set that is not empty.
+    fn next_gap_in(&self, mut cur: u64, b: u64) -> Option<(u64, u64)> {
         if self.big.is_empty() {
             // First range ending after `cur`: it contains `cur` or lies
             // wholly after it.
