@@ -70,10 +70,7 @@ fn a_block_freed_in_its_own_transaction_is_not_reused_too_early() {
                     .unwrap();
                     true
                 },
-                move |m| {
-                    m.0[i] = Some(value);
-                    m.1 += 1;
-                },
+                move |m| common::model_set(&mut m.0, &mut m.1, i, Some(value)),
             );
         }
     }

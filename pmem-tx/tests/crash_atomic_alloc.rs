@@ -46,13 +46,7 @@ fn atomic_alloc_and_free_survive_every_crash() {
                 true
             },
             move |m| {
-                if occupied {
-                    m.0[i] = None;
-                    m.1 -= 1;
-                } else {
-                    m.0[i] = Some(value);
-                    m.1 += 1;
-                }
+                common::model_set(&mut m.0, &mut m.1, i, (!occupied).then_some(value));
             },
         );
     }

@@ -84,13 +84,7 @@ fn atomic_calls_joining_a_transaction_survive_every_crash() {
                 if let Some(o) = m.0[other].as_mut() {
                     o[3] ^= bump;
                 }
-                if occupied {
-                    m.0[i] = None;
-                    m.1 -= 1;
-                } else {
-                    m.0[i] = Some(value);
-                    m.1 += 1;
-                }
+                common::model_set(&mut m.0, &mut m.1, i, (!occupied).then_some(value));
             },
         );
     }

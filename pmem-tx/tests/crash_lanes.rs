@@ -139,21 +139,13 @@ fn lazy_invalidation_survives_every_crash_across_lanes() {
             },
             move |m| match op {
                 Op::TxAlloc(i, v) | Op::AtomicAlloc(i, v) => {
-                    m.0[i] = Some([v; 5]);
-                    m.1 += 1;
+                    common::model_set(&mut m.0, &mut m.1, i, Some([v; 5]))
                 }
                 Op::TxFree(i) | Op::AtomicFree(i) | Op::UpdateFree(i) => {
-                    m.0[i] = None;
-                    m.1 -= 1;
+                    common::model_set(&mut m.0, &mut m.1, i, None)
                 }
                 Op::SnapshotThenAtomic(i, v) => {
-                    if occupied {
-                        m.0[i] = None;
-                        m.1 -= 1;
-                    } else {
-                        m.0[i] = Some([v; 5]);
-                        m.1 += 1;
-                    }
+                    common::model_set(&mut m.0, &mut m.1, i, (!occupied).then_some([v; 5]));
                 }
                 Op::Update(i, v) | Op::UpdateScratch(i, v) => {
                     let o = m.0[i].as_mut().unwrap();

@@ -47,10 +47,7 @@ fn raw_writes_after_settle_never_roll_an_allocation_back() {
                 pool.settle().unwrap();
                 true
             },
-            move |m| {
-                m.0[i] = Some(init);
-                m.1 += 1;
-            },
+            move |m| common::model_set(&mut m.0, &mut m.1, i, Some(init)),
         );
         h.step(
             format!("slot {i}: raw write of word {word}"),

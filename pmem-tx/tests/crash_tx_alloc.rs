@@ -163,13 +163,14 @@ fn transactional_alloc_free_realloc_survive_every_crash() {
                 for op in ops {
                     match op {
                         Op::Alloc { slot, size, fill } => {
-                            m.0[slot] = Some(vec![fill; size as usize]);
-                            m.1 += 1;
+                            common::model_set(
+                                &mut m.0,
+                                &mut m.1,
+                                slot,
+                                Some(vec![fill; size as usize]),
+                            );
                         }
-                        Op::Free { slot } => {
-                            m.0[slot] = None;
-                            m.1 -= 1;
-                        }
+                        Op::Free { slot } => common::model_set(&mut m.0, &mut m.1, slot, None),
                         Op::Realloc { slot, size } => {
                             let v = m.0[slot].as_mut().unwrap();
                             v.resize(size as usize, 0);

@@ -69,6 +69,24 @@ where
     (contents, pool.objects(Some(type_num)).unwrap().len())
 }
 
+/// Moves a slot model (the state `slot_objects` reads) through an
+/// allocation into the empty `slot` (`Some`) or a free of its object
+/// (`None`), counting the objects; any other transition is a bug of the
+/// workload's plan.
+pub fn model_set<T>(slots: &mut [Option<T>], count: &mut usize, slot: usize, v: Option<T>) {
+    assert_ne!(
+        slots[slot].is_some(),
+        v.is_some(),
+        "model: slot {slot} is allocated into while full or freed while empty"
+    );
+    if v.is_some() {
+        *count += 1;
+    } else {
+        *count -= 1;
+    }
+    slots[slot] = v;
+}
+
 /// The root's bytes: the state of the byte-range workloads.
 pub fn root_bytes(pool: &Pool) -> Vec<u8> {
     let root = pool.root::<Root>().unwrap();
