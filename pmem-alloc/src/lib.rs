@@ -49,7 +49,7 @@ pub mod sync;
 pub use check::{HeapReport, check_bytes};
 pub use error::{Error, Result};
 pub use heap::{AllocInfo, ClassStats, FreeTicket, Heap, HeapRegion, HeapStats, Reservation};
-pub use media::{apply_ops, apply_ops_nodrain};
+pub use media::{apply_ops, apply_ops_nodrain, apply_ops_unflushed};
 
 /// One persistent metadata change, applied from a redo log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

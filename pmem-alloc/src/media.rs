@@ -145,6 +145,22 @@ impl<'a> Live<'a> {
     /// in flight before it, so interleaving them would serialise each op
     /// behind the previous op's write-back).
     pub fn apply_nodrain(&self, ops: &[RedoOp]) {
+        self.apply_unflushed(ops);
+        // Consecutive words of one line (a pointer's two halves) are
+        // flushed once.
+        let mut last = u64::MAX;
+        for op in ops {
+            let line = op.off() / 64;
+            if line != last && in_range(op.off(), 8, self.p.len() as u64) {
+                self.p.flush(op.off() as usize, 8);
+                last = line;
+            }
+        }
+    }
+
+    /// [`apply_nodrain`](Self::apply_nodrain) without the flushes: the
+    /// caller flushes the lines later (a parked lane's).
+    pub fn apply_unflushed(&self, ops: &[RedoOp]) {
         for op in ops {
             let Some(a) = self.atomic(op.off()) else {
                 continue;
@@ -157,16 +173,6 @@ impl<'a> Live<'a> {
                 RedoOp::AndNot64 { mask, .. } => {
                     a.fetch_and(!mask, Ordering::AcqRel);
                 }
-            }
-        }
-        // Consecutive words of one line (a pointer's two halves) are
-        // flushed once.
-        let mut last = u64::MAX;
-        for op in ops {
-            let line = op.off() / 64;
-            if line != last && in_range(op.off(), 8, self.p.len() as u64) {
-                self.p.flush(op.off() as usize, 8);
-                last = line;
             }
         }
     }
@@ -222,4 +228,14 @@ pub unsafe fn apply_ops(p: &Persister, ops: &[RedoOp]) -> Result<()> {
 /// exclusively.
 pub unsafe fn apply_ops_nodrain(p: &Persister, ops: &[RedoOp]) {
     Live::new(p).apply_nodrain(ops)
+}
+
+/// [`apply_ops_nodrain`] without the flushes: the caller flushes the
+/// lines the ops touch before its next drain (a parked lane's, in the
+/// transaction layer).
+///
+/// # Safety
+/// As for [`apply_ops_nodrain`].
+pub unsafe fn apply_ops_unflushed(p: &Persister, ops: &[RedoOp]) {
+    Live::new(p).apply_unflushed(ops)
 }

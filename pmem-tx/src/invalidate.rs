@@ -17,6 +17,19 @@
 //!   block without any drain: the block goes back to the heap only after
 //!   this lane's bump is durable ([`Invalidation::defer`]).
 //!
+//! A transaction that logged no snapshot (only redo: deferred words, heap
+//! changes, fresh blocks) does not even fence its redo apply: it *parks*
+//! its lane ([`Invalidation::park`]) with the lines the apply dirtied, and
+//! the next drain of any transaction flushes those lines before its fence
+//! and stores the parked lane's bump after it
+//! ([`Invalidation::bump_claimed`]), so the bump follows the apply to the
+//! media. Until then the committed redo log stays valid and recovery
+//! replays it (idempotent stores, in commit order). The lane stays held
+//! until its bump is stored, so no one writes its logs before the apply is
+//! durable; a later change to the parked transaction's bytes is preceded
+//! by a drain that claims the lane and, for a change in place, by a second
+//! one that makes its bump durable (the snapshot's and the commit's).
+//!
 //! Drains find the lanes with such bumps by a mark per lane, which stays
 //! while the lane is in use; [`Invalidation::tidy`] clears the marks of
 //! lanes no one holds once their bumps are durable, so that a burst of
@@ -41,12 +54,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// Marked lanes a drain flushes without asking for a
-/// [`tidy`](Invalidation::tidy): the caller's own. Each flush of a word
+/// [`tidy`](Invalidation::tidy): the caller's own two (a thread whose
+/// transactions park their lanes alternates between two). Each flush of a word
 /// that is already durable costs about 8 ns here, twice per transaction
 /// for ever; a tidy costs a fence, and unmarking a lane that is used again
 /// costs its next commit a locked instruction on a line every thread
 /// reads, so it runs rarely (see [`TIDY_EVERY`]).
-const TIDY_AFTER: usize = 1;
+const TIDY_AFTER: usize = 2;
 
 /// Drains with more marks than [`TIDY_AFTER`] a thread lets pass between
 /// two tidies: when many lanes are in use at once, a tidy finds few idle
@@ -56,6 +70,28 @@ const TIDY_EVERY: u32 = 1024;
 thread_local! {
     /// Drains with many marks this thread still lets pass before a tidy.
     static TIDY_WAIT: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Most lines a parked lane leaves unflushed ([`Invalidation::park`]);
+/// a commit whose redo apply dirties more fences it instead.
+pub const PARK_LINES: usize = 8;
+
+/// `Parked::state` tags (the bits above them count parkings, so that a
+/// claim taken on one parking never bumps the next).
+const PARK_IDLE: u64 = 0;
+const PARK_UNFENCED: u64 = 1;
+const PARK_BUMPING: u64 = 2;
+const PARK_TAG: u64 = 3;
+
+/// One lane's parking: its transaction committed and applied its redo
+/// log without flushing it; its bump waits for a drain that covers the
+/// lines.
+struct Parked {
+    /// `parkings << 2 | tag`.
+    state: AtomicU64,
+    /// The lines' pool offsets; the first `count` are valid.
+    lines: [AtomicU64; PARK_LINES],
+    count: AtomicUsize,
 }
 
 /// Which lanes may have a stored but unfenced generation bump, and the
@@ -73,6 +109,11 @@ pub struct Invalidation {
     /// next holder instead of the generation word, whose line the last
     /// flush may have evicted (clwb does on some CPUs).
     generations: Box<[AtomicU64]>,
+    /// Per lane: its parking, if any.
+    parked: Box<[Parked]>,
+    /// One bit per lane that may be parked (set by `park`, cleared by the
+    /// bump): the lanes every drain looks at.
+    parked_mask: Box<[AtomicU64]>,
 }
 
 impl Invalidation {
@@ -85,6 +126,103 @@ impl Invalidation {
             deferred: (0..lanes).map(|_| Mutex::new(Vec::new())).collect(),
             deferred_count: AtomicUsize::new(0),
             generations: (0..lanes).map(|l| AtomicU64::new(generation(l))).collect(),
+            parked: (0..lanes)
+                .map(|_| Parked {
+                    state: AtomicU64::new(PARK_IDLE),
+                    lines: std::array::from_fn(|_| AtomicU64::new(0)),
+                    count: AtomicUsize::new(0),
+                })
+                .collect(),
+            parked_mask: (0..words).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Parks `lane`: its holder committed, applied its redo log without
+    /// flushing the `lines` (pool offsets, at most [`PARK_LINES`]) and
+    /// keeps the lane held (it gives the lane up without releasing it).
+    /// The next drain of any transaction flushes the lines, and after its
+    /// fence stores the lane's bump and releases the lane
+    /// ([`bump_claimed`](Self::bump_claimed)).
+    pub(crate) fn park(&self, lane: u32, lines: &[u64]) {
+        let s = &self.parked[lane as usize];
+        debug_assert!(lines.len() <= PARK_LINES);
+        let n = lines.len().min(PARK_LINES);
+        for (slot, &l) in s.lines.iter().zip(&lines[..n]) {
+            slot.store(l, Ordering::Relaxed);
+        }
+        s.count.store(n, Ordering::Relaxed);
+        let parkings = s.state.load(Ordering::Relaxed) >> 2;
+        // Release: whoever sees the parking sees its lines and the applied
+        // stores before them.
+        s.state.store(
+            (parkings.wrapping_add(1) << 2) | PARK_UNFENCED,
+            Ordering::Release,
+        );
+        let (word, bit) = bit_of(&self.parked_mask, lane);
+        word.fetch_or(bit, Ordering::SeqCst);
+    }
+
+    /// The lines parked lanes left unflushed (for the crash tests' "nothing
+    /// left unflushed" check).
+    #[cfg(feature = "sim")]
+    pub(crate) fn parked_lines(&self) -> Vec<u64> {
+        let mut v = Vec::new();
+        for lane in set_bits(&self.parked_mask) {
+            let s = &self.parked[lane];
+            if s.state.load(Ordering::Acquire) & PARK_TAG == PARK_UNFENCED {
+                let n = s.count.load(Ordering::Relaxed).min(PARK_LINES);
+                v.extend(s.lines[..n].iter().map(|l| l.load(Ordering::Relaxed)));
+            }
+        }
+        v
+    }
+
+    /// How many lanes are parked right now (a snapshot).
+    pub(crate) fn parked_count(&self) -> u32 {
+        set_bits(&self.parked_mask)
+            .filter(|&l| self.parked[l].state.load(Ordering::Acquire) & PARK_TAG != PARK_IDLE)
+            .count() as u32
+    }
+
+    /// Whether any lane may be parked.
+    pub(crate) fn any_parked(&self) -> bool {
+        self.parked_mask
+            .iter()
+            .any(|m| m.load(Ordering::Acquire) != 0)
+    }
+
+    /// Stores the bump of every lane in `claims` (taken by
+    /// [`flush_pending`](Self::flush_pending) before a drain that has now
+    /// returned, so the lanes' applied lines are durable), marks it, and
+    /// releases the lane. A claim whose lane someone else bumped meanwhile
+    /// is dropped. `claims` is emptied.
+    pub(crate) fn bump_claimed(
+        &self,
+        claims: &mut Vec<(u32, u64)>,
+        p: &Persister,
+        layout: &LaneLayout,
+        lanes: &LaneSet,
+    ) {
+        for (lane, st) in claims.drain(..) {
+            let s = &self.parked[lane as usize];
+            let bumping = (st & !PARK_TAG) | PARK_BUMPING;
+            if s.state
+                .compare_exchange(st, bumping, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            // This thread now acts as the lane's holder (the lane is still
+            // held; no one else may bump it).
+            let generation = self.generation_published(lane);
+            self.mark(lane);
+            pmem_pool::lane::write_generation(p, layout, lane, generation);
+            self.set_generation(lane, generation.wrapping_add(1));
+            let (word, bit) = bit_of(&self.parked_mask, lane);
+            word.fetch_and(!bit, Ordering::SeqCst);
+            s.state
+                .store((st & !PARK_TAG) | PARK_IDLE, Ordering::Release);
+            lanes.release(lane);
         }
     }
 
@@ -200,7 +338,7 @@ impl Invalidation {
 
     /// The mask word holding `lane`'s mark, and the mark's bit in it.
     fn mask_bit(&self, lane: u32) -> (&AtomicU64, u64) {
-        (&self.mask[lane as usize / 64], 1u64 << (lane % 64))
+        bit_of(&self.mask, lane)
     }
 
     /// Lane `lane`'s generation as its holder last published it, read by
@@ -218,22 +356,13 @@ impl Invalidation {
 
     /// The lanes marked so far, in increasing order.
     fn marked(&self) -> impl Iterator<Item = usize> + '_ {
-        self.mask.iter().enumerate().flat_map(|(w, m)| {
-            let mut bits = m.load(Ordering::Acquire);
-            std::iter::from_fn(move || {
-                (bits != 0).then(|| {
-                    let lane = w * 64 + bits.trailing_zeros() as usize;
-                    bits &= bits - 1;
-                    lane
-                })
-            })
-        })
+        set_bits(&self.mask)
     }
 
     /// Whether any lane's bump may be unfenced (a mark stays set while its
     /// lane is in use, so this is true after the first commit).
     pub(crate) fn any(&self) -> bool {
-        self.mask.iter().any(|m| m.load(Ordering::Acquire) != 0)
+        self.mask.iter().any(|m| m.load(Ordering::Acquire) != 0) || self.any_parked()
     }
 
     /// Flushes the generation word of every lane with an unfenced bump (no
@@ -243,6 +372,12 @@ impl Invalidation {
     /// settled earlier in the same transaction: flushing it again would
     /// evict the line the commit is about to store into).
     ///
+    /// It first flushes the applied lines of every parked lane and claims
+    /// the lane into `claims` (lane, state), for
+    /// [`bump_claimed`](Self::bump_claimed) once the caller's drain has
+    /// returned; the lines go into `claimed_lines`. A lane someone is bumping right now is waited for (a few
+    /// stores), so that its word, stored, is flushed below.
+    ///
     /// Returns whether this thread should [`tidy`](Self::tidy) once its
     /// transaction is over: many lanes are marked, and it has not tidied
     /// within its last [`TIDY_EVERY`] such drains.
@@ -251,7 +386,38 @@ impl Invalidation {
         p: &Persister,
         layout: &LaneLayout,
         skip: Option<u32>,
+        claims: &mut Vec<(u32, u64)>,
+        claimed_lines: &mut Vec<u64>,
     ) -> bool {
+        if self.any_parked() {
+            let mut ordered = false;
+            for lane in set_bits(&self.parked_mask) {
+                let s = &self.parked[lane];
+                let mut st = s.state.load(Ordering::Acquire);
+                while st & PARK_TAG == PARK_BUMPING {
+                    std::hint::spin_loop();
+                    #[cfg(loom)]
+                    loom::thread::yield_now();
+                    st = s.state.load(Ordering::Acquire);
+                }
+                if st & PARK_TAG != PARK_UNFENCED {
+                    continue;
+                }
+                if !ordered {
+                    // The lines were written by the parking thread, seen
+                    // through the load above.
+                    p.order_flushes_after_loads();
+                    ordered = true;
+                }
+                let n = s.count.load(Ordering::Relaxed).min(PARK_LINES);
+                for l in &s.lines[..n] {
+                    let l = l.load(Ordering::Relaxed);
+                    p.flush(l as usize, 8);
+                    claimed_lines.push(l);
+                }
+                claims.push((lane as u32, st));
+            }
+        }
         let skip = skip.map_or(usize::MAX, |l| l as usize);
         let mut marked = 0;
         for lane in self.marked() {
@@ -310,26 +476,62 @@ impl Invalidation {
     }
 
     /// Makes every stored bump durable and gives every waiting block back:
-    /// for a full heap, and at close.
+    /// for a full heap, and at close. Parked lanes cost a second fence:
+    /// their bumps are stored after the first.
     pub(crate) fn settle_all(
         &self,
         p: &Persister,
         layout: &LaneLayout,
         heap: Option<&Heap>,
+        lanes: &LaneSet,
     ) -> pmem_pool::Result<()> {
         // Take the tickets first: each was deferred after its lane's bump
-        // was stored, so the flush below writes that bump (or a later one)
-        // back.
+        // was stored, or after its lane was parked, so the flushes below
+        // write that bump (or a later one) back.
         let mut tickets: Vec<FreeTicket> = self
             .deferred
             .iter()
             .flat_map(|d| std::mem::take(&mut *lock(d)))
             .collect();
-        self.flush_pending(p, layout, None);
-        let r = p.drain();
+        let mut r = self.drain_and_bump(p, layout, lanes);
+        if matches!(r, Ok(true)) || (r.is_ok() && self.any_parked()) {
+            r = self.drain_and_bump(p, layout, lanes);
+        }
         // Not durable: the blocks stay out of the heap's hands.
         self.release(&mut tickets, heap.filter(|_| r.is_ok()));
-        r
+        r.map(|_| ())
+    }
+
+    /// One drain that flushes every pending bump and parked line, then
+    /// stores the bumps of the parked lanes it claimed. Returns whether it
+    /// stored any (they are durable only after another drain).
+    fn drain_and_bump(
+        &self,
+        p: &Persister,
+        layout: &LaneLayout,
+        lanes: &LaneSet,
+    ) -> pmem_pool::Result<bool> {
+        let mut claims = Vec::new();
+        self.flush_pending(p, layout, None, &mut claims, &mut Vec::new());
+        p.drain()?;
+        let bumped = !claims.is_empty();
+        self.bump_claimed(&mut claims, p, layout, lanes);
+        Ok(bumped)
+    }
+
+    /// Settles the parked lanes (one drain that flushes their lines, then
+    /// their bumps stored and the lanes released): for a writer that finds
+    /// every lane held, and for a view that waits for every lane.
+    pub(crate) fn unpark_all(
+        &self,
+        p: &Persister,
+        layout: &LaneLayout,
+        lanes: &LaneSet,
+    ) -> pmem_pool::Result<()> {
+        if !self.any_parked() {
+            return Ok(());
+        }
+        self.drain_and_bump(p, layout, lanes).map(|_| ())
     }
 
     /// Gives `tickets` back to `heap` (or forgets them without one),
@@ -345,6 +547,25 @@ impl Invalidation {
             None => tickets.clear(),
         }
     }
+}
+
+/// The word of `mask` holding `lane`'s bit, and the bit.
+fn bit_of(mask: &[AtomicU64], lane: u32) -> (&AtomicU64, u64) {
+    (&mask[lane as usize / 64], 1u64 << (lane % 64))
+}
+
+/// The lanes whose bits are set in `mask`, in increasing order.
+fn set_bits(mask: &[AtomicU64]) -> impl Iterator<Item = usize> + '_ {
+    mask.iter().enumerate().flat_map(|(w, m)| {
+        let mut bits = m.load(Ordering::Acquire);
+        std::iter::from_fn(move || {
+            (bits != 0).then(|| {
+                let lane = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                lane
+            })
+        })
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -210,9 +210,12 @@ impl Pool {
         self.plocks.set_timeout(t);
     }
 
-    /// Lanes held by running transactions right now.
+    /// Lanes held by running transactions right now (a lane parked by a
+    /// finished transaction until the next fence is not counted).
     pub fn lanes_in_use(&self) -> u32 {
-        self.lanes.in_use()
+        self.lanes
+            .in_use()
+            .saturating_sub(self.inval.parked_count())
     }
 
     /// Closes the pool cleanly: every transaction's log invalidation is
@@ -237,9 +240,21 @@ impl Pool {
         if self.raw.is_read_only() {
             return Ok(());
         }
-        Ok(self
-            .inval
-            .settle_all(self.raw.persister(), &self.layout, self.heap.as_ref())?)
+        Ok(self.inval.settle_all(
+            self.raw.persister(),
+            &self.layout,
+            self.heap.as_ref(),
+            &self.lanes,
+        )?)
+    }
+
+    /// The lines of committed transactions whose redo apply is not yet
+    /// flushed (their lanes are parked until the next drain): what a
+    /// crash test may find dirty after a transaction.
+    #[cfg(feature = "sim")]
+    #[doc(hidden)]
+    pub fn parked_lines(&self) -> Vec<u64> {
+        self.inval.parked_lines()
     }
 
     /// The offset of `p` if it is a non-null pointer of this pool.

@@ -30,6 +30,7 @@
 //! A transaction that only reads takes no lane and costs no fence.
 
 use crate::error::{Error, Result};
+use crate::invalidate::PARK_LINES;
 use crate::locks::{Mode, stripes};
 use crate::pool::Pool;
 use crate::ptr::{PPtr, Persistent};
@@ -56,7 +57,7 @@ pub const CRC_LIMIT: u64 = 2048;
 /// Fresh blocks tried before `reserve` falls back to waiting for one.
 const FRESH_TRIES: usize = 8;
 /// Largest value `Tx::write` may defer to the redo log (a pointer is 16).
-const DEFER_MAX: usize = 32;
+const DEFER_MAX: usize = 64;
 /// Most consecutive redo stores logged as one `Copy` entry (the largest
 /// deferred write).
 const COPY_WORDS: usize = DEFER_MAX / 8;
@@ -162,6 +163,19 @@ struct Inner {
     /// Heap blocks the logs continue in: never published, given back once
     /// the generation bump has made their entries stale.
     overflow: Vec<Reservation>,
+    /// Parked lanes the current drain claimed (`Invalidation::flush_pending`),
+    /// bumped once it returns; empty between drains.
+    claims: Vec<(u32, u64)>,
+    /// Whether the commit parked the lane (`Invalidation::park`): the end
+    /// of the transaction gives the lane up without releasing it.
+    parked: bool,
+    /// Whether a drain of this transaction claimed parked lanes (their
+    /// bumps are stored after it): the commit then takes a commit-order
+    /// number after theirs.
+    claimed: bool,
+    /// The lines of those lanes' redo applies: if this transaction changed
+    /// one in place, their bumps must be durable before its commit record.
+    claimed_lines: Vec<u64>,
 }
 
 impl Inner {
@@ -208,7 +222,15 @@ impl Inner {
             tidy,
             early_seq,
             deferred,
+            claims,
+            parked,
+            claimed,
+            claimed_lines,
         } = self;
+        claims.clear();
+        *parked = false;
+        *claimed = false;
+        claimed_lines.clear();
         fresh.clear();
         *unsnapped = false;
         *settled = false;
@@ -239,8 +261,11 @@ struct Shared {
 thread_local! {
     /// The transaction running on this thread, per open pool instance.
     static ACTIVE: RefCell<Vec<(u64, Rc<Shared>)>> = const { RefCell::new(Vec::new()) };
-    /// The lane this thread used last: tried first next time.
-    static LANE_HINT: Cell<u32> = const { Cell::new(u32::MAX) };
+    /// The lanes this thread used last and, before that, the other one:
+    /// the last is tried first next time unless it is parked, then the
+    /// other (a thread whose transactions park their lanes alternates
+    /// between two, instead of walking through all of them).
+    static LANE_HINT: Cell<(u32, u32)> = const { Cell::new((u32::MAX, u32::MAX)) };
     /// States of this thread's finished transactions, cleared, kept for
     /// the next ones so that a small transaction allocates nothing.
     static SPARE: RefCell<Vec<Rc<Shared>>> = const { RefCell::new(Vec::new()) };
@@ -550,8 +575,17 @@ impl<'p> Tx<'p> {
             if inner.aborted {
                 return Err(Error::Aborted);
             }
+            // Words already deferred are stored again in their place.
+            let new_words = if inner.deferred.is_empty() {
+                bytes.len() / 8
+            } else {
+                (off..end)
+                    .step_by(8)
+                    .filter(|o| !inner.deferred.iter().any(|(x, _)| x == o))
+                    .count()
+            };
             if self.pool.raw.is_read_only()
-                || inner.deferred.len() + bytes.len() / 8 > DEFER_WORDS
+                || inner.deferred.len() + new_words > DEFER_WORDS
                 || inner.covered.next_gap(off, end) != Some((off, end))
             {
                 return Ok(false);
@@ -583,19 +617,31 @@ impl<'p> Tx<'p> {
             }
             std::mem::take(&mut inner.deferred)
         };
-        for (i, &(o, v)) in words.iter().enumerate() {
-            if let Err(e) = self.snapshot(o, 8, Flags::NONE) {
+        // Consecutive words (one object's) are snapshotted together: one
+        // fence per run instead of one per word.
+        words.sort_unstable_by_key(|&(o, _)| o);
+        let mut i = 0;
+        while i < words.len() {
+            let start = words[i].0;
+            let mut n = 1;
+            while i + n < words.len() && words[i + n].0 == start + 8 * n as u64 {
+                n += 1;
+            }
+            if let Err(e) = self.snapshot(start, 8 * n as u64, Flags::NONE) {
                 // Not stored yet: the words from here on stay deferred
                 // (and still reach the commit, if the caller goes on).
                 self.shared.inner.borrow_mut().deferred = words.split_off(i);
                 return Err(e);
             }
-            // SAFETY: `o` is an 8-aligned word of the heap, locked
-            // exclusively by this transaction and now snapshotted; no
-            // guard covers it (guards are only made after this call, and
-            // a deferred word is only made with `&mut self`, when no guard
-            // is alive).
-            unsafe { (self.pool.raw.base().add(o as usize) as *mut u64).write(v) };
+            for &(o, v) in &words[i..i + n] {
+                // SAFETY: `o` is an 8-aligned word of the heap, locked
+                // exclusively by this transaction and now snapshotted; no
+                // guard covers it (guards are only made after this call,
+                // and a deferred word is only made with `&mut self`, when
+                // no guard is alive).
+                unsafe { (self.pool.raw.base().add(o as usize) as *mut u64).write(v) };
+            }
+            i += n;
         }
         let mut inner = self.shared.inner.borrow_mut();
         // Keep the vector's capacity for the next transaction.
@@ -956,19 +1002,31 @@ impl<'p> Tx<'p> {
         if inner.lane.is_some() {
             return Ok(());
         }
-        let hint = LANE_HINT.with(|h| h.get());
-        let hint = if hint == u32::MAX {
+        let lanes = &self.pool.lanes;
+        let (last, other) = LANE_HINT.with(|h| h.get());
+        let hint = if last == u32::MAX {
             // Spread threads over the lanes on first use.
             let id = std::thread::current().id();
             let mut h = std::hash::DefaultHasher::new();
             std::hash::Hash::hash(&id, &mut h);
             std::hash::Hasher::finish(&h) as u32
+        } else if other != u32::MAX && lanes.is_busy(last) {
+            other
         } else {
-            hint
+            last
         };
-        let lanes = &self.pool.lanes;
         let lane = loop {
-            let Some(lane) = lanes.acquire(hint) else {
+            let lane = match lanes.try_acquire(hint) {
+                Some(l) => Some(l),
+                None => {
+                    // Every lane is held: some may be parked, waiting for
+                    // a drain that no one else may come to make.
+                    let p = self.pool.raw.persister();
+                    self.pool.inval.unpark_all(p, &self.pool.layout, lanes)?;
+                    lanes.acquire(hint)
+                }
+            };
+            let Some(lane) = lane else {
                 return Ok(());
             };
             if !lanes.views_open() {
@@ -984,7 +1042,9 @@ impl<'p> Tx<'p> {
                 return Err(Error::ViewConflict { this_thread: false });
             }
         };
-        LANE_HINT.with(|h| h.set(lane));
+        if lane != last {
+            LANE_HINT.with(|h| h.set((lane, last)));
+        }
         let layout = &self.pool.layout;
         let generation = self.pool.inval.generation(lane);
         inner.lane = Some(lane);
@@ -1245,7 +1305,9 @@ impl<'p> Tx<'p> {
         }
         inner.held.clear();
         inner.plocks.release_all(self.pool);
-        if let Some(l) = inner.lane.take() {
+        if let Some(l) = inner.lane.take()
+            && !std::mem::take(&mut inner.parked)
+        {
             self.pool.lanes.release(l);
         }
         inner.undo = None;
@@ -1288,8 +1350,23 @@ impl<'p> Tx<'p> {
     fn drain(&self, inner: &mut Inner) -> Result<()> {
         let p = self.pool.raw.persister();
         let own = if inner.settled { inner.lane } else { None };
-        inner.tidy |= self.pool.inval.flush_pending(p, &self.pool.layout, own);
-        p.drain()?;
+        let inval = &self.pool.inval;
+        inner.tidy |= inval.flush_pending(
+            p,
+            &self.pool.layout,
+            own,
+            &mut inner.claims,
+            &mut inner.claimed_lines,
+        );
+        if let Err(e) = p.drain() {
+            // The claimed lanes stay parked, for a later drain.
+            inner.claims.clear();
+            return Err(e.into());
+        }
+        if !inner.claims.is_empty() {
+            inner.claimed = true;
+            inval.bump_claimed(&mut inner.claims, p, &self.pool.layout, &self.pool.lanes);
+        }
         inner.locked_since_drain = false;
         if let (Some(lane), false) = (inner.lane, inner.settled) {
             inner.settled = true;
@@ -1339,7 +1416,7 @@ impl<'p> Tx<'p> {
         // would wait for that fence instead of letting it overlap the
         // commit's work.
         let early = inner.early_seq.take();
-        let seq = if inner.entries.is_empty() || inner.locked_since_drain {
+        let seq = if inner.entries.is_empty() || inner.locked_since_drain || inner.claimed {
             early.unwrap_or_else(|| {
                 self.pool
                     .seq
@@ -1430,8 +1507,12 @@ impl<'p> Tx<'p> {
             p.flush(a as usize, (b - a) as usize);
         }
         w.flush(p);
-        if strict {
-            // The data first, then the record that commits it.
+        if strict || changed_claimed(inner) {
+            // The data first, then the record that commits it. Or: a drain
+            // of this transaction bumped parked lanes whose redo it changed
+            // in place; a crash must not find this record durable while
+            // their logs, which recovery would replay over those changes,
+            // are still valid.
             self.drain(inner)?;
         }
         // SAFETY: as in `append_entry` (this transaction holds the lane).
@@ -1451,6 +1532,33 @@ impl<'p> Tx<'p> {
         w.flush(p);
         // The commit point.
         self.drain(inner)?;
+        if heap_ops && inner.entries.is_empty() && inner.overflow.is_empty() {
+            // Nothing to roll back: park the lane instead of fencing the
+            // apply, if its lines fit (`invalidate.rs`).
+            let mut lines = [0u64; PARK_LINES];
+            let mut n = 0;
+            let fits = inner.redo.iter().all(|op| {
+                let line = op.off() & !63;
+                if lines[..n].contains(&line) {
+                    return true;
+                }
+                if n == PARK_LINES {
+                    return false;
+                }
+                lines[n] = line;
+                n += 1;
+                true
+            });
+            if fits {
+                // SAFETY: as for `apply_ops_nodrain` below.
+                unsafe { pmem_alloc::apply_ops_unflushed(p, &inner.redo) };
+                self.pool.inval.park(lane, &lines[..n]);
+                inner.parked = true;
+                inner.redo_written = false;
+                self.finish_heap(inner, Some(lane));
+                return Ok(());
+            }
+        }
         if heap_ops {
             // SAFETY: the ops come from the heap's `publish_ops`/`free_ops`
             // and `redo_store_locked`: heap metadata words, only ever
@@ -1629,6 +1737,16 @@ impl Tx<'_> {
 
 /// Records `v` as the deferred value of the word at `off`, replacing an
 /// earlier one.
+/// Whether a snapshotted range (changed in place) shares a line with the
+/// redo apply of a lane this transaction's drains claimed.
+fn changed_claimed(inner: &Inner) -> bool {
+    !inner.claimed_lines.is_empty()
+        && inner.entries.iter().any(|e| {
+            let (a, b) = (e.target & !63, e.target + u64::from(e.len));
+            inner.claimed_lines.iter().any(|&l| a <= l && l < b)
+        })
+}
+
 fn set_deferred(inner: &mut Inner, off: u64, v: u64) {
     match inner.deferred.iter_mut().find(|(x, _)| *x == off) {
         Some(e) => e.1 = v,

@@ -103,7 +103,15 @@ impl Pool {
             return Err(Error::ViewConflict { this_thread: true });
         }
         self.lanes.open_view();
-        if !wait_until(self.locks.timeout(), || self.lanes.idle()) {
+        // Parked lanes stay held until a drain bumps them: this one, if
+        // no writer comes (new writers wait for the view).
+        let idle = || {
+            let _ = self
+                .inval
+                .unpark_all(self.raw.persister(), &self.layout, &self.lanes);
+            self.lanes.idle()
+        };
+        if !wait_until(self.locks.timeout(), idle) {
             self.lanes.close_view();
             return Err(Error::ViewConflict { this_thread: false });
         }

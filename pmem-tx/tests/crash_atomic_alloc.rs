@@ -55,6 +55,8 @@ fn atomic_alloc_and_free_survive_every_crash() {
     println!(
         "crash_atomic_alloc: {steps} operations, {points} drain points, {images} crash images recovered and checked"
     );
-    // Two drains per operation: commit record with data, heap apply.
-    assert!(points >= 2 * steps);
+    // One drain per operation: the commit record with its data (the heap
+    // apply is flushed and fenced by the next operation's drain, which
+    // then bumps the parked lane).
+    assert!(points >= steps);
 }

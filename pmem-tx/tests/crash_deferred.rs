@@ -111,8 +111,11 @@ fn deferred_writes_survive_every_crash() {
     println!(
         "crash_deferred: {steps} transactions, {points} drain points, {images} crash images recovered and checked"
     );
+    // At least one drain per transaction (a transaction of deferred words
+    // only parks its lane instead of fencing its apply; the next one's
+    // drain fences it).
     assert!(
-        points >= 2 * steps,
+        points >= steps,
         "{points} drain points for {steps} transactions"
     );
 }

@@ -163,5 +163,7 @@ fn lazy_invalidation_survives_every_crash_across_lanes() {
         "crash_lanes: {steps} operations, {switches} lane switches, {points} drain points, {images} crash images recovered and checked"
     );
     assert!(switches >= 10, "operations did not move between lanes");
-    assert!(points >= 2 * steps);
+    // At least one drain per operation (a redo-only one parks its lane
+    // instead of fencing its apply).
+    assert!(points >= steps);
 }

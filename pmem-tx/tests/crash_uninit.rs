@@ -67,5 +67,7 @@ fn uninit_alloc_and_free_survive_every_crash() {
     println!(
         "crash_uninit: {steps} operations, {points} drain points, {images} crash images recovered and checked"
     );
-    assert!(points >= 2 * steps);
+    // One drain per operation at least: the commit record (the heap apply
+    // is fenced by the next operation's drain).
+    assert!(points >= steps);
 }

@@ -115,13 +115,9 @@ fn a_stale_write_into_a_free_block_does_not_reach_the_object_allocated_there() {
     .unwrap();
     let stale = pool.read(slot).unwrap();
     pool.free_from(slot).unwrap();
-    // A transaction with a fence, so that the freed block is back in the
-    // heap (a free waits for its lane's invalidation to be durable).
-    pool.transaction(|tx| {
-        tx.get_mut(root.cast::<u64>().at(40))?;
-        Ok::<(), Error>(())
-    })
-    .unwrap();
+    // The freed block back in the heap (a free waits for its lane's
+    // invalidation to be durable).
+    pool.settle().unwrap();
     let fresh = pool
         .transaction(|tx| -> Result<Vec<PPtr<[u64; 8]>>, Error> {
             // Through the stale pointer, into the free block: deferred.
@@ -149,11 +145,7 @@ fn a_stale_write_into_a_free_block_does_not_reach_the_object_allocated_there() {
 
     // The same with a zeroed allocation, which writes no value over it.
     pool.transaction(|tx| tx.free(stale)).unwrap();
-    pool.transaction(|tx| {
-        tx.get_mut(root.cast::<u64>().at(40))?;
-        Ok::<(), Error>(())
-    })
-    .unwrap();
+    pool.settle().unwrap();
     let got = pool
         .transaction(|tx| -> Result<bool, Error> {
             tx.write(stale.cast::<u64>().at(5), 0xbeef)?;

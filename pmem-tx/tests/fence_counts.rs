@@ -30,28 +30,45 @@ fn fences_per_transaction() {
     let read_only = count(&p, || {
         p.transaction(|tx| tx.read(slot).map(|_| ())).unwrap();
     });
+    // In place, under a snapshot (libpmemobj's way).
+    let update = |tx: &mut pmem_tx::Tx<'_>, at: usize, v: u64| -> Result<(), Error> {
+        *tx.get_mut(root.index(at).unwrap())? = [v; 8];
+        Ok(())
+    };
     let one_slot = count(&p, || {
-        p.transaction(|tx| tx.write(slot, [1; 8])).unwrap();
+        p.transaction(|tx| update(tx, 5, 1)).unwrap();
     });
     let same_slot_twice = count(&p, || {
         p.transaction(|tx| -> Result<(), Error> {
-            tx.write(slot, [2; 8])?;
-            tx.write(slot, [3; 8])
+            update(tx, 5, 2)?;
+            update(tx, 5, 3)
         })
         .unwrap();
     });
     let two_slots = count(&p, || {
         p.transaction(|tx| -> Result<(), Error> {
-            tx.write(slot, [4; 8])?;
-            tx.write(root.index(9).unwrap(), [4; 8])
+            update(tx, 5, 4)?;
+            update(tx, 9, 4)
         })
         .unwrap();
     });
     let aborted = count(&p, || {
         let _ = p.transaction(|tx| -> Result<(), Error> {
-            tx.write(slot, [5; 8])?;
+            update(tx, 5, 5)?;
             Err(Error::Aborted)
         });
+    });
+    // Through the redo log (`tx.write` defers up to 64 bytes): the first
+    // after an undo transaction, then one after another.
+    let written = count(&p, || {
+        p.transaction(|tx| tx.write(slot, [6; 8])).unwrap();
+    });
+    let written_again = count(&p, || {
+        p.transaction(|tx| tx.write(slot, [7; 8])).unwrap();
+    });
+    // A snapshot right after a parked transaction that wrote the same slot.
+    let update_after_write = count(&p, || {
+        p.transaction(|tx| update(tx, 5, 4)).unwrap();
     });
     // The root's data starts 16 bytes into a cache line (after its
     // allocation header), so a 64-byte slot straddles two lines.
@@ -64,6 +81,9 @@ fn fences_per_transaction() {
     println!("  same slot written twice    {same_slot_twice:?}");
     println!("  two slots updated          {two_slots:?}");
     println!("  one slot, aborted          {aborted:?}");
+    println!("  one slot written (redo)    {written:?}");
+    println!("  ... and again              {written_again:?}");
+    println!("  then updated in place      {update_after_write:?}");
     assert_eq!(empty, (0, 0));
     assert_eq!(read_only, (0, 0));
     // Snapshot; data with the checksummed commit record (the commit
@@ -80,6 +100,20 @@ fn fences_per_transaction() {
     assert_eq!(two_slots.0, 3, "one snapshot fence per snapshot call");
     // snapshot, rollback drain, generation bump.
     assert_eq!(aborted.0, 3);
+    // Redo entries and commit record (two lines), one fence: the commit
+    // point. The apply is left to the next drain, which flushes its lines
+    // (the slot's) before its fence and then stores this lane's bump.
+    assert_eq!(written.0, 1);
+    assert_eq!(
+        written_again,
+        (1, written.1 + data_lines),
+        "the next drain flushes the parked apply"
+    );
+    // The snapshot's drain flushes the parked apply and claims its lane;
+    // the slot it then changes in place is in that apply, so the claimed
+    // lane's bump is made durable (one more fence) before the commit
+    // record: recovery must not replay that log over this transaction.
+    assert_eq!(update_after_write.0, 3);
     assert_eq!(p.read(slot).unwrap(), [4; 8]);
 }
 
@@ -133,27 +167,27 @@ fn fences_per_allocation() {
     println!("  atomic free of 4 KiB       {free_page:?}");
     // The pointer is stored with `tx.write`, which defers a small value to
     // the redo log: no snapshot. Data, redo entries and checksummed commit
-    // record; apply (heap words and the pointer). The generation bump is
-    // fenced by the next drain.
-    assert_eq!(tx_alloc.0, 2);
-    assert_eq!(tx_free.0, 2);
-    // Data, redo entries and commit record; apply.
-    assert_eq!(atomic_alloc.0, 2);
+    // record, one fence; the apply (heap words and the pointer) is left
+    // to the next drain, which flushes it and then stores the bump.
+    assert_eq!(tx_alloc.0, 1);
+    assert_eq!(tx_free.0, 1);
+    assert_eq!(atomic_alloc.0, 1);
     // Lines: the block (allocation header and data share one); the redo
     // entries (`Fresh`, the pointer's two words as one `Copy`, the bitmap
     // `Or64`: 80 bytes) and the commit record (40), which fit in two; the
-    // lane's previous bump; at the apply, the bitmap word and the slot.
-    // Logged as two `Set64`, the pointer pushed the record into a third
-    // line.
-    assert_eq!(atomic_alloc.1, 7, "{atomic_alloc:?}");
-    assert_eq!(tx_alloc, (2, 7), "the same work as the atomic alloc");
-    assert_eq!(atomic_free.0, 2);
-    assert_eq!(uninit_page.0, 2);
+    // bumps of the two lanes the thread alternates between; the previous
+    // operation's apply: its bitmap word and its slot. Logged as two
+    // `Set64`, the pointer pushed the record into a third line.
+    // The previous operation's bitmap word and slot may share a line.
+    assert!(atomic_alloc.1 <= 8, "{atomic_alloc:?}");
+    assert_eq!(tx_alloc, (1, 7));
+    assert_eq!(atomic_free.0, 1);
+    assert_eq!(uninit_page.0, 1);
     assert!(
         uninit_page.1 <= 12,
         "{uninit_page:?}: the page's data was flushed"
     );
-    assert_eq!(free_page.0, 2);
+    assert_eq!(free_page.0, 1);
     assert_eq!(
         p.objects(Some(1)).unwrap().len(),
         1,
@@ -163,7 +197,7 @@ fn fences_per_allocation() {
 
 /// A burst of concurrent transactions leaves many lanes with a bump that
 /// later drains must make durable, once. After that, a transaction pays
-/// the same flushes as on a pool that only ever used one lane: drains
+/// no more flushes than before the burst: drains
 /// write back pending bumps only, not every lane ever used.
 #[test]
 fn a_burst_of_lanes_costs_later_transactions_nothing() {
@@ -171,7 +205,11 @@ fn a_burst_of_lanes_costs_later_transactions_nothing() {
     let (_d, p) = pool();
     let root = p.root::<[[u64; 8]; 1024]>().unwrap();
     let slot = root.index(5).unwrap();
-    p.transaction(|tx| tx.write(slot, [1; 8])).unwrap();
+    // Steady state first: the thread's transactions park their lanes and
+    // alternate between two, whose bumps every drain flushes.
+    for _ in 0..3 {
+        p.transaction(|tx| tx.write(slot, [1; 8])).unwrap();
+    }
     let before = count(&p, || {
         p.transaction(|tx| tx.write(slot, [2; 8])).unwrap();
     });
@@ -207,7 +245,10 @@ fn a_burst_of_lanes_costs_later_transactions_nothing() {
     println!(
         "one slot updated: {before:?} before a burst of {BURST} lanes, {first:?} right after, {after:?} later"
     );
-    assert_eq!(after, before, "drains keep flushing lanes the burst used");
+    assert!(
+        after.0 == before.0 && after.1 <= before.1,
+        "drains keep flushing lanes the burst used: {after:?} after, {before:?} before"
+    );
     for t in 0..BURST {
         assert_eq!(
             p.read(root.index(32 * t + 8).unwrap()).unwrap(),

@@ -19,7 +19,16 @@ fn committed_but_unretired_log_opens_read_only_interrupted_one_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let pool = Pool::create_with(dir.path().join("live.pool"), "ro", 8 << 20, &sim_opts()).unwrap();
     let root = pool.root::<[u64; 8]>().unwrap();
-    pool.transaction(|tx| tx.write(root, [7; 8])).unwrap();
+    // In place, under a snapshot (`write` would defer 64 bytes to the redo
+    // log, whose apply a read-only open cannot do).
+    let update = |v: u64| {
+        pool.transaction(|tx| -> Result<(), Error> {
+            *tx.get_mut(root)? = [v; 8];
+            Ok(())
+        })
+        .unwrap()
+    };
+    update(7);
     let sim = pool.raw().persister().sim().unwrap().clone();
     // The media right after the commit: the bump is not durable.
     let committed = sim.persisted_image();
@@ -35,7 +44,7 @@ fn committed_but_unretired_log_opens_read_only_interrupted_one_does_not() {
             *slot.lock().unwrap() = Some(hook_sim.persisted_image());
         }
     })));
-    pool.transaction(|tx| tx.write(root, [8; 8])).unwrap();
+    update(8);
     sim.set_drain_hook(None);
     let interrupted = at_commit.lock().unwrap().take().unwrap();
     drop(pool);
