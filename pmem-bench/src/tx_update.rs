@@ -8,12 +8,10 @@
 //! from the start barrier to the last thread's end.
 //!
 //! Where the API differs: C snapshots with `pmemobj_tx_add_range` and
-//! stores through a raw pointer; here `tx.write(slot, value)` takes the
-//! slot's range lock and logs the 64 new bytes to the redo log, stored in
-//! place after the commit record (the crash-atomic update a user writes
-//! when the new value is known up front; `tx.get_mut(slot)`, the undo way,
-//! costs one more fence). The root type is `[[u64; 8]; 250_000]`, the
-//! same bytes as `uint64_t pairs[1000000][2]`.
+//! stores through a raw pointer; here `tx.get_mut(slot)` snapshots the same
+//! 64 bytes (and takes their range lock) and returns the guard the stores
+//! go through. The root type is `[[u64; 8]; 250_000]`, the same bytes as
+//! `uint64_t pairs[1000000][2]`.
 
 use crate::common::{Args, BenchError, Ctx, Result, prefault, splitmix64};
 use pmem_obj::{Error, PPtr, Pool};
@@ -86,7 +84,11 @@ fn worker(
     for i in 0..ops {
         let slot = slots.at(lo + splitmix64(&mut rng) % (hi - lo));
         pool.transaction(|tx| -> Result<(), Error> {
-            tx.write(slot, std::array::from_fn(|k| i * 8 + k as u64))
+            let mut w = tx.get_mut(slot)?;
+            for (k, v) in w.iter_mut().enumerate() {
+                *v = i * 8 + k as u64;
+            }
+            Ok(())
         })?;
     }
     Ok(Instant::now())

@@ -74,7 +74,7 @@ thread_local! {
 
 /// Most lines a parked lane leaves unflushed ([`Invalidation::park`]);
 /// a commit whose redo apply dirties more fences it instead.
-pub const PARK_LINES: usize = 8;
+pub const PARK_LINES: usize = 4;
 
 /// `Parked::state` tags (the bits above them count parkings, so that a
 /// claim taken on one parking never bumps the next).
@@ -86,12 +86,89 @@ const PARK_TAG: u64 = 3;
 /// One lane's parking: its transaction committed and applied its redo
 /// log without flushing it; its bump waits for a drain that covers the
 /// lines.
+///
+/// What every drain reads of another thread's parking (state, owner,
+/// counts, lines) fills one cache line, the fresh blocks a second one
+/// (read only when there are any): the parking thread writes both at
+/// every parking, and each line read by a drain on another core is a
+/// transfer between the cores.
+#[repr(C, align(64))]
 struct Parked {
     /// `parkings << 2 | tag`.
     state: AtomicU64,
-    /// The lines' pool offsets; the first `count` are valid.
-    lines: [AtomicU64; PARK_LINES],
+    /// The parking thread's [`thread_token`].
+    owner: AtomicU64,
+    /// How many of `lines` are valid.
     count: AtomicUsize,
+    /// How many of `fresh` are valid.
+    nfresh: AtomicUsize,
+    /// The lines' pool offsets.
+    lines: [AtomicU64; PARK_LINES],
+    /// The fresh blocks the parked commit record checksums (start, end).
+    fresh: [[AtomicU64; 2]; PARK_FRESH],
+}
+
+#[cfg(not(loom))]
+static_assertions::const_assert_eq!(std::mem::offset_of!(Parked, fresh), 64);
+
+/// Most fresh blocks a parked transaction may have allocated; one with
+/// more fences its apply instead.
+pub const PARK_FRESH: usize = 4;
+
+/// What a drain learns of a parked lane to decide whether to claim it.
+pub struct ParkedInfo<'a> {
+    /// The lane.
+    pub lane: u32,
+    /// The parking (a number that changes with every parking of the lane).
+    pub parking: u64,
+    /// The parking thread's [`thread_token`].
+    pub owner: u64,
+    /// The lines its redo apply dirtied.
+    pub lines: &'a [u64],
+    /// The fresh blocks its commit record checksums.
+    pub fresh: &'a [(u64, u64)],
+}
+
+static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+thread_local! {
+    static TOKEN: u64 = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Drains of a thread that may pass over the same parking of another
+/// thread's lane before it claims that lane itself: a thread that parked
+/// its lane and then stopped using the pool would otherwise keep the lane
+/// and the blocks it freed until a lane or the heap ran out.
+const STALE_AFTER: u32 = 8;
+
+thread_local! {
+    /// Other threads' parkings this thread passed over: (lane, parking,
+    /// drains that found it), one per lane modulo 8.
+    static WATCHED: Cell<[(u32, u64, u32); 8]> = const { Cell::new([(u32::MAX, 0, 0); 8]) };
+}
+
+/// Whether this thread has now passed over `i`'s parking [`STALE_AFTER`]
+/// times.
+pub fn stale(i: &ParkedInfo<'_>) -> bool {
+    WATCHED
+        .try_with(|w| {
+            let mut all = w.get();
+            let e = &mut all[i.lane as usize % 8];
+            let n = if (e.0, e.1) == (i.lane, i.parking) {
+                e.2 + 1
+            } else {
+                1
+            };
+            *e = (i.lane, i.parking, n);
+            w.set(all);
+            n >= STALE_AFTER
+        })
+        .unwrap_or(true)
+}
+
+/// A number of the calling thread, unique in the process, never 0.
+pub fn thread_token() -> u64 {
+    TOKEN.try_with(|t| *t).unwrap_or(u64::MAX)
 }
 
 /// Which lanes may have a stored but unfenced generation bump, and the
@@ -111,8 +188,8 @@ pub struct Invalidation {
     generations: Box<[AtomicU64]>,
     /// Per lane: its parking, if any.
     parked: Box<[Parked]>,
-    /// One bit per lane that may be parked (set by `park`, cleared by the
-    /// bump): the lanes every drain looks at.
+    /// One bit per lane that ever parked (set by its first `park`): the
+    /// lanes every drain looks at.
     parked_mask: Box<[AtomicU64]>,
 }
 
@@ -131,6 +208,9 @@ impl Invalidation {
                     state: AtomicU64::new(PARK_IDLE),
                     lines: std::array::from_fn(|_| AtomicU64::new(0)),
                     count: AtomicUsize::new(0),
+                    owner: AtomicU64::new(0),
+                    fresh: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
+                    nfresh: AtomicUsize::new(0),
                 })
                 .collect(),
             parked_mask: (0..words).map(|_| AtomicU64::new(0)).collect(),
@@ -143,14 +223,21 @@ impl Invalidation {
     /// The next drain of any transaction flushes the lines, and after its
     /// fence stores the lane's bump and releases the lane
     /// ([`bump_claimed`](Self::bump_claimed)).
-    pub(crate) fn park(&self, lane: u32, lines: &[u64]) {
+    pub fn park(&self, lane: u32, lines: &[u64], fresh: &[(u64, u64)]) {
         let s = &self.parked[lane as usize];
-        debug_assert!(lines.len() <= PARK_LINES);
+        debug_assert!(lines.len() <= PARK_LINES && fresh.len() <= PARK_FRESH);
         let n = lines.len().min(PARK_LINES);
         for (slot, &l) in s.lines.iter().zip(&lines[..n]) {
             slot.store(l, Ordering::Relaxed);
         }
         s.count.store(n, Ordering::Relaxed);
+        let nf = fresh.len().min(PARK_FRESH);
+        for (slot, &(a, b)) in s.fresh.iter().zip(&fresh[..nf]) {
+            slot[0].store(a, Ordering::Relaxed);
+            slot[1].store(b, Ordering::Relaxed);
+        }
+        s.nfresh.store(nf, Ordering::Relaxed);
+        s.owner.store(thread_token(), Ordering::Relaxed);
         let parkings = s.state.load(Ordering::Relaxed) >> 2;
         // Release: whoever sees the parking sees its lines and the applied
         // stores before them.
@@ -158,8 +245,13 @@ impl Invalidation {
             (parkings.wrapping_add(1) << 2) | PARK_UNFENCED,
             Ordering::Release,
         );
+        // The bit stays set once the lane has parked (a parking is found by
+        // its state): setting and clearing it at every parking would be
+        // two locked instructions on a line every thread's drains read.
         let (word, bit) = bit_of(&self.parked_mask, lane);
-        word.fetch_or(bit, Ordering::SeqCst);
+        if word.load(Ordering::SeqCst) & bit == 0 {
+            word.fetch_or(bit, Ordering::SeqCst);
+        }
     }
 
     /// The lines parked lanes left unflushed (for the crash tests' "nothing
@@ -178,17 +270,68 @@ impl Invalidation {
     }
 
     /// How many lanes are parked right now (a snapshot).
-    pub(crate) fn parked_count(&self) -> u32 {
+    pub fn parked_count(&self) -> u32 {
         set_bits(&self.parked_mask)
             .filter(|&l| self.parked[l].state.load(Ordering::Acquire) & PARK_TAG != PARK_IDLE)
             .count() as u32
     }
 
-    /// Whether any lane may be parked.
+    /// Whether any lane ever parked (and may be parked now).
     pub(crate) fn any_parked(&self) -> bool {
         self.parked_mask
             .iter()
             .any(|m| m.load(Ordering::Acquire) != 0)
+    }
+
+    /// Claims every parked lane into `claims` (lane, state) after passing
+    /// each of its lines to `flush`; waits for a lane someone is bumping
+    /// right now (a few stores), so that its word is stored when this
+    /// returns. The part of [`flush_pending`](Self::flush_pending) that
+    /// `tests/loom_park.rs` checks.
+    pub fn claim_parked(
+        &self,
+        claims: &mut Vec<(u32, u64)>,
+        mut want: impl FnMut(&ParkedInfo<'_>) -> bool,
+        mut flush: impl FnMut(u64),
+    ) {
+        for lane in set_bits(&self.parked_mask) {
+            let s = &self.parked[lane];
+            let mut st = s.state.load(Ordering::Acquire);
+            while st & PARK_TAG == PARK_BUMPING {
+                std::hint::spin_loop();
+                #[cfg(loom)]
+                loom::thread::yield_now();
+                st = s.state.load(Ordering::Acquire);
+            }
+            if st & PARK_TAG != PARK_UNFENCED {
+                continue;
+            }
+            let n = s.count.load(Ordering::Relaxed).min(PARK_LINES);
+            let mut lines = [0u64; PARK_LINES];
+            for (d, l) in lines.iter_mut().zip(&s.lines[..n]) {
+                *d = l.load(Ordering::Relaxed);
+            }
+            let nf = s.nfresh.load(Ordering::Relaxed).min(PARK_FRESH);
+            // (Not read at all when there are none: its own line.)
+            let mut fresh = [(0u64, 0u64); PARK_FRESH];
+            for (d, f) in fresh.iter_mut().zip(&s.fresh[..nf]) {
+                *d = (f[0].load(Ordering::Relaxed), f[1].load(Ordering::Relaxed));
+            }
+            let info = ParkedInfo {
+                lane: lane as u32,
+                parking: st >> 2,
+                owner: s.owner.load(Ordering::Relaxed),
+                lines: &lines[..n],
+                fresh: &fresh[..nf],
+            };
+            if !want(&info) {
+                continue;
+            }
+            for &l in &lines[..n] {
+                flush(l);
+            }
+            claims.push((lane as u32, st));
+        }
     }
 
     /// Stores the bump of every lane in `claims` (taken by
@@ -203,6 +346,20 @@ impl Invalidation {
         layout: &LaneLayout,
         lanes: &LaneSet,
     ) {
+        self.bump_claimed_with(claims, lanes, |lane, generation| {
+            pmem_pool::lane::write_generation(p, layout, lane, generation);
+        });
+    }
+
+    /// [`bump_claimed`](Self::bump_claimed) with the store of the bump
+    /// (`generation + 1` into lane's word) left to `store` (for
+    /// `tests/loom_park.rs`).
+    pub fn bump_claimed_with(
+        &self,
+        claims: &mut Vec<(u32, u64)>,
+        lanes: &LaneSet,
+        mut store: impl FnMut(u32, u64),
+    ) {
         for (lane, st) in claims.drain(..) {
             let s = &self.parked[lane as usize];
             let bumping = (st & !PARK_TAG) | PARK_BUMPING;
@@ -216,10 +373,8 @@ impl Invalidation {
             // held; no one else may bump it).
             let generation = self.generation_published(lane);
             self.mark(lane);
-            pmem_pool::lane::write_generation(p, layout, lane, generation);
+            store(lane, generation);
             self.set_generation(lane, generation.wrapping_add(1));
-            let (word, bit) = bit_of(&self.parked_mask, lane);
-            word.fetch_and(!bit, Ordering::SeqCst);
             s.state
                 .store((st & !PARK_TAG) | PARK_IDLE, Ordering::Release);
             lanes.release(lane);
@@ -372,8 +527,8 @@ impl Invalidation {
     /// settled earlier in the same transaction: flushing it again would
     /// evict the line the commit is about to store into).
     ///
-    /// It first flushes the applied lines of every parked lane and claims
-    /// the lane into `claims` (lane, state), for
+    /// It first flushes the applied lines of every parked lane the caller
+    /// `want`s and claims the lane into `claims` (lane, state), for
     /// [`bump_claimed`](Self::bump_claimed) once the caller's drain has
     /// returned; the lines go into `claimed_lines`. A lane someone is bumping right now is waited for (a few
     /// stores), so that its word, stored, is flushed below.
@@ -388,35 +543,20 @@ impl Invalidation {
         skip: Option<u32>,
         claims: &mut Vec<(u32, u64)>,
         claimed_lines: &mut Vec<u64>,
+        want: impl FnMut(&ParkedInfo<'_>) -> bool,
     ) -> bool {
         if self.any_parked() {
             let mut ordered = false;
-            for lane in set_bits(&self.parked_mask) {
-                let s = &self.parked[lane];
-                let mut st = s.state.load(Ordering::Acquire);
-                while st & PARK_TAG == PARK_BUMPING {
-                    std::hint::spin_loop();
-                    #[cfg(loom)]
-                    loom::thread::yield_now();
-                    st = s.state.load(Ordering::Acquire);
-                }
-                if st & PARK_TAG != PARK_UNFENCED {
-                    continue;
-                }
+            self.claim_parked(claims, want, |l| {
                 if !ordered {
                     // The lines were written by the parking thread, seen
-                    // through the load above.
+                    // through `claim_parked`'s load of its state.
                     p.order_flushes_after_loads();
                     ordered = true;
                 }
-                let n = s.count.load(Ordering::Relaxed).min(PARK_LINES);
-                for l in &s.lines[..n] {
-                    let l = l.load(Ordering::Relaxed);
-                    p.flush(l as usize, 8);
-                    claimed_lines.push(l);
-                }
-                claims.push((lane as u32, st));
-            }
+                p.flush(l as usize, 8);
+                claimed_lines.push(l);
+            });
         }
         let skip = skip.map_or(usize::MAX, |l| l as usize);
         let mut marked = 0;
@@ -494,7 +634,7 @@ impl Invalidation {
             .flat_map(|d| std::mem::take(&mut *lock(d)))
             .collect();
         let mut r = self.drain_and_bump(p, layout, lanes);
-        if matches!(r, Ok(true)) || (r.is_ok() && self.any_parked()) {
+        if matches!(r, Ok(true)) || (r.is_ok() && self.parked_count() > 0) {
             r = self.drain_and_bump(p, layout, lanes);
         }
         // Not durable: the blocks stay out of the heap's hands.
@@ -512,7 +652,7 @@ impl Invalidation {
         lanes: &LaneSet,
     ) -> pmem_pool::Result<bool> {
         let mut claims = Vec::new();
-        self.flush_pending(p, layout, None, &mut claims, &mut Vec::new());
+        self.flush_pending(p, layout, None, &mut claims, &mut Vec::new(), |_| true);
         p.drain()?;
         let bumped = !claims.is_empty();
         self.bump_claimed(&mut claims, p, layout, lanes);
@@ -528,7 +668,7 @@ impl Invalidation {
         layout: &LaneLayout,
         lanes: &LaneSet,
     ) -> pmem_pool::Result<()> {
-        if !self.any_parked() {
+        if self.parked_count() == 0 {
             return Ok(());
         }
         self.drain_and_bump(p, layout, lanes).map(|_| ())

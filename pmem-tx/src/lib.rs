@@ -46,7 +46,7 @@ pub use bytemuck;
 pub use error::{Error, Result};
 #[cfg(loom)]
 #[doc(hidden)]
-pub use invalidate::Invalidation;
+pub use invalidate::{Invalidation, ParkedInfo};
 #[cfg(loom)]
 #[doc(hidden)]
 pub use plock::table::{LockMode, LockTable};

@@ -13,8 +13,10 @@
 //!    bytes, each fresh block) are appended to `L`'s redo log, and one drain
 //!    (fence 2) makes data and record durable together: the commit point.
 //!    Recovery keeps the transaction only if the data matches the record.
-//! 4. Heap changes are applied and drained (fence 3, only when the
-//!    transaction allocated or freed).
+//! 4. Redo changes (heap changes, deferred writes) are applied and drained
+//!    (fence 3). A transaction without snapshots parks its lane instead:
+//!    the next drain of any transaction flushes the applied lines before
+//!    its fence and does step 5 after it (`invalidate.rs`).
 //! 5. `G + 1` is stored into `L`'s generation word and flushed, not
 //!    fenced: the next drain of any transaction on the pool makes it
 //!    durable before any later change can reach the media
@@ -30,7 +32,7 @@
 //! A transaction that only reads takes no lane and costs no fence.
 
 use crate::error::{Error, Result};
-use crate::invalidate::PARK_LINES;
+use crate::invalidate::{PARK_FRESH, PARK_LINES, ParkedInfo};
 use crate::locks::{Mode, stripes};
 use crate::pool::Pool;
 use crate::ptr::{PPtr, Persistent};
@@ -547,7 +549,7 @@ impl<'p> Tx<'p> {
 
     /// Stores `value` at `*p`, rolled back if the transaction aborts.
     ///
-    /// A small value (a multiple of 8 bytes, at most 32, 8-aligned) that
+    /// A small value (a multiple of 8 bytes, at most 64, 8-aligned) that
     /// this transaction has not snapshotted yet goes to the redo log
     /// instead: it is stored at commit, after the commit record, which
     /// spares the snapshot's fence. Reading it back in the same
@@ -1351,13 +1353,38 @@ impl<'p> Tx<'p> {
         let p = self.pool.raw.persister();
         let own = if inner.settled { inner.lane } else { None };
         let inval = &self.pool.inval;
-        inner.tidy |= inval.flush_pending(
-            p,
-            &self.pool.layout,
-            own,
-            &mut inner.claims,
-            &mut inner.claimed_lines,
-        );
+        let me = crate::invalidate::thread_token();
+        let Inner {
+            claims,
+            claimed_lines,
+            entries,
+            dirty,
+            deferred,
+            redo,
+            unsnapped,
+            ..
+        } = &mut *inner;
+        // This thread's parked lane, and another thread's whose bytes this
+        // transaction changes: its apply must be durable (and its bump
+        // stored) before those changes can be. Others are left to their
+        // own threads' next drains (claiming them costs both threads),
+        // unless they stay parked for several of ours (`stale`).
+        let want = |i: &ParkedInfo<'_>| {
+            i.owner == me
+                || *unsnapped
+                || touches(
+                    i,
+                    entries
+                        .iter()
+                        .map(|e| (e.target, e.target + u64::from(e.len))),
+                )
+                || touches(i, dirty.iter().copied())
+                || touches(i, deferred.iter().map(|&(o, _)| (o, o + 8)))
+                || touches(i, redo.iter().map(|op| (op.off(), op.off() + 8)))
+                || crate::invalidate::stale(i)
+        };
+        let tidy = inval.flush_pending(p, &self.pool.layout, own, claims, claimed_lines, want);
+        inner.tidy |= tidy;
         if let Err(e) = p.drain() {
             // The claimed lanes stay parked, for a later drain.
             inner.claims.clear();
@@ -1532,7 +1559,11 @@ impl<'p> Tx<'p> {
         w.flush(p);
         // The commit point.
         self.drain(inner)?;
-        if heap_ops && inner.entries.is_empty() && inner.overflow.is_empty() {
+        if heap_ops
+            && inner.entries.is_empty()
+            && inner.overflow.is_empty()
+            && inner.fresh.len() <= PARK_FRESH
+        {
             // Nothing to roll back: park the lane instead of fencing the
             // apply, if its lines fit (`invalidate.rs`).
             let mut lines = [0u64; PARK_LINES];
@@ -1552,7 +1583,7 @@ impl<'p> Tx<'p> {
             if fits {
                 // SAFETY: as for `apply_ops_nodrain` below.
                 unsafe { pmem_alloc::apply_ops_unflushed(p, &inner.redo) };
-                self.pool.inval.park(lane, &lines[..n]);
+                self.pool.inval.park(lane, &lines[..n], &inner.fresh);
                 inner.parked = true;
                 inner.redo_written = false;
                 self.finish_heap(inner, Some(lane));
@@ -1737,6 +1768,19 @@ impl Tx<'_> {
 
 /// Records `v` as the deferred value of the word at `off`, replacing an
 /// earlier one.
+/// Whether any of `ranges` (pool offsets, end exclusive) shares a line
+/// with a parked lane's redo apply or a byte with its fresh blocks.
+fn touches(i: &ParkedInfo<'_>, ranges: impl Iterator<Item = (u64, u64)>) -> bool {
+    for (a, b) in ranges {
+        if i.lines.iter().any(|&l| l < b && a < l + 64)
+            || i.fresh.iter().any(|&(fa, fb)| fa < b && a < fb)
+        {
+            return true;
+        }
+    }
+    false
+}
+
 /// Whether a snapshotted range (changed in place) shares a line with the
 /// redo apply of a lane this transaction's drains claimed.
 fn changed_claimed(inner: &Inner) -> bool {

@@ -47,8 +47,9 @@ fn a_freed_block_is_held_back_then_returned() {
 }
 
 /// A thread frees an object and stops using the pool while other lanes
-/// are in use: its lane's tidy hands the block back, so the next
-/// allocation of that size reuses it instead of making a new run.
+/// are in use: another thread's drains claim its parked lane, and a tidy
+/// hands the block back, so the next allocation of that size reuses it
+/// instead of making a new run.
 #[test]
 fn a_block_freed_by_a_thread_that_left_comes_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,9 +73,10 @@ fn a_block_freed_by_a_thread_that_left_comes_back() {
         Ok(())
     })
     .unwrap();
-    // A few transactions here: their drains find the other lane marked
-    // and one of them tidies it.
-    for v in 0..3u64 {
+    // Transactions here: after eight of their drains passed over the
+    // other thread's parked lane, one claims it (flushes its apply and
+    // stores its bump), the next finds three lanes marked and tidies.
+    for v in 0..12u64 {
         pool.transaction(|tx| tx.write(slots.index(5).unwrap().cast::<u64>(), v))
             .unwrap();
     }
