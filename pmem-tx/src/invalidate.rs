@@ -55,8 +55,8 @@ use std::sync::{Mutex, MutexGuard};
 
 /// Marked lanes a drain flushes without asking for a
 /// [`tidy`](Invalidation::tidy): the caller's own two (a thread whose
-/// transactions park their lanes alternates between two). Each flush of a word
-/// that is already durable costs about 8 ns here, twice per transaction
+/// transactions park their lanes alternates between two). Each flush of a
+/// word that is already durable costs about 8 ns here, twice per transaction
 /// for ever; a tidy costs a fence, and unmarking a lane that is used again
 /// costs its next commit a locked instruction on a line every thread
 /// reads, so it runs rarely (see [`TIDY_EVERY`]).
@@ -225,7 +225,7 @@ impl Invalidation {
     /// ([`bump_claimed`](Self::bump_claimed)).
     pub fn park(&self, lane: u32, lines: &[u64], fresh: &[(u64, u64)]) {
         let s = &self.parked[lane as usize];
-        debug_assert!(lines.len() <= PARK_LINES && fresh.len() <= PARK_FRESH);
+        debug_assert!(!lines.is_empty() && lines.len() <= PARK_LINES && fresh.len() <= PARK_FRESH);
         let n = lines.len().min(PARK_LINES);
         for (slot, &l) in s.lines.iter().zip(&lines[..n]) {
             slot.store(l, Ordering::Relaxed);
@@ -258,14 +258,9 @@ impl Invalidation {
     /// left unflushed" check).
     #[cfg(feature = "sim")]
     pub(crate) fn parked_lines(&self) -> Vec<u64> {
+        // The claims are dropped: nothing is bumped.
         let mut v = Vec::new();
-        for lane in set_bits(&self.parked_mask) {
-            let s = &self.parked[lane];
-            if s.state.load(Ordering::Acquire) & PARK_TAG == PARK_UNFENCED {
-                let n = s.count.load(Ordering::Relaxed).min(PARK_LINES);
-                v.extend(s.lines[..n].iter().map(|l| l.load(Ordering::Relaxed)));
-            }
-        }
+        self.claim_parked(&mut Vec::new(), |_| true, |l| v.push(l));
         v
     }
 
@@ -530,8 +525,9 @@ impl Invalidation {
     /// It first flushes the applied lines of every parked lane the caller
     /// `want`s and claims the lane into `claims` (lane, state), for
     /// [`bump_claimed`](Self::bump_claimed) once the caller's drain has
-    /// returned; the lines go into `claimed_lines`. A lane someone is bumping right now is waited for (a few
-    /// stores), so that its word, stored, is flushed below.
+    /// returned; the lines go into `claimed_lines`. A lane someone is
+    /// bumping right now is waited for (a few stores), so that its word,
+    /// stored, is flushed below.
     ///
     /// Returns whether this thread should [`tidy`](Self::tidy) once its
     /// transaction is over: many lanes are marked, and it has not tidied

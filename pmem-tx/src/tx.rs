@@ -171,12 +171,11 @@ struct Inner {
     /// Whether the commit parked the lane (`Invalidation::park`): the end
     /// of the transaction gives the lane up without releasing it.
     parked: bool,
-    /// Whether a drain of this transaction claimed parked lanes (their
-    /// bumps are stored after it): the commit then takes a commit-order
-    /// number after theirs.
-    claimed: bool,
-    /// The lines of those lanes' redo applies: if this transaction changed
-    /// one in place, their bumps must be durable before its commit record.
+    /// The lines of the redo applies of the parked lanes this
+    /// transaction's drains claimed (every parking has at least one).
+    /// Non-empty: the commit takes a commit-order number after theirs; and
+    /// if it changed one of the lines in place, their bumps must be
+    /// durable before its commit record.
     claimed_lines: Vec<u64>,
 }
 
@@ -226,12 +225,10 @@ impl Inner {
             deferred,
             claims,
             parked,
-            claimed,
             claimed_lines,
         } = self;
         claims.clear();
         *parked = false;
-        *claimed = false;
         claimed_lines.clear();
         fresh.clear();
         *unsnapped = false;
@@ -1383,15 +1380,16 @@ impl<'p> Tx<'p> {
                 || touches(i, redo.iter().map(|op| (op.off(), op.off() + 8)))
                 || crate::invalidate::stale(i)
         };
+        let before = claimed_lines.len();
         let tidy = inval.flush_pending(p, &self.pool.layout, own, claims, claimed_lines, want);
         inner.tidy |= tidy;
         if let Err(e) = p.drain() {
             // The claimed lanes stay parked, for a later drain.
             inner.claims.clear();
+            inner.claimed_lines.truncate(before);
             return Err(e.into());
         }
         if !inner.claims.is_empty() {
-            inner.claimed = true;
             inval.bump_claimed(&mut inner.claims, p, &self.pool.layout, &self.pool.lanes);
         }
         inner.locked_since_drain = false;
@@ -1443,7 +1441,10 @@ impl<'p> Tx<'p> {
         // would wait for that fence instead of letting it overlap the
         // commit's work.
         let early = inner.early_seq.take();
-        let seq = if inner.entries.is_empty() || inner.locked_since_drain || inner.claimed {
+        let seq = if inner.entries.is_empty()
+            || inner.locked_since_drain
+            || !inner.claimed_lines.is_empty()
+        {
             early.unwrap_or_else(|| {
                 self.pool
                     .seq
@@ -1766,13 +1767,16 @@ impl Tx<'_> {
     }
 }
 
-/// Records `v` as the deferred value of the word at `off`, replacing an
-/// earlier one.
+/// Whether the 64-byte line at `line` holds a byte of `a..b`.
+fn line_in(line: u64, a: u64, b: u64) -> bool {
+    line < b && a < line + 64
+}
+
 /// Whether any of `ranges` (pool offsets, end exclusive) shares a line
 /// with a parked lane's redo apply or a byte with its fresh blocks.
 fn touches(i: &ParkedInfo<'_>, ranges: impl Iterator<Item = (u64, u64)>) -> bool {
     for (a, b) in ranges {
-        if i.lines.iter().any(|&l| l < b && a < l + 64)
+        if i.lines.iter().any(|&l| line_in(l, a, b))
             || i.fresh.iter().any(|&(fa, fb)| fa < b && a < fb)
         {
             return true;
@@ -1786,11 +1790,13 @@ fn touches(i: &ParkedInfo<'_>, ranges: impl Iterator<Item = (u64, u64)>) -> bool
 fn changed_claimed(inner: &Inner) -> bool {
     !inner.claimed_lines.is_empty()
         && inner.entries.iter().any(|e| {
-            let (a, b) = (e.target & !63, e.target + u64::from(e.len));
-            inner.claimed_lines.iter().any(|&l| a <= l && l < b)
+            let (a, b) = (e.target, e.target + u64::from(e.len));
+            inner.claimed_lines.iter().any(|&l| line_in(l, a, b))
         })
 }
 
+/// Records `v` as the deferred value of the word at `off`, replacing an
+/// earlier one.
 fn set_deferred(inner: &mut Inner, off: u64, v: u64) {
     match inner.deferred.iter_mut().find(|(x, _)| *x == off) {
         Some(e) => e.1 = v,
