@@ -53,22 +53,22 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use std::sync::{Mutex, MutexGuard};
 
-/// Marked lanes a drain flushes without asking for a
-/// [`tidy`](Invalidation::tidy): the caller's own two (a thread whose
-/// transactions park their lanes alternates between two). Each flush of a
-/// word that is already durable costs about 8 ns here, twice per transaction
-/// for ever; a tidy costs a fence, and unmarking a lane that is used again
+/// Drains that find an idle marked lane other than the caller's own a
+/// thread lets pass between two [`tidy`](Invalidation::tidy)s, while every
+/// drain finds some other thread's mark. The caller's own lanes (the one it holds and the two
+/// it alternates between, see `flush_pending`) never ask for a tidy: their
+/// marks are in use; nor do lanes someone holds, which a tidy leaves
+/// marked. Any other marked lane does, at once the first time: each flush of a word
+/// that is already durable costs about 8 ns here, at every drain for
+/// ever, where a tidy costs one fence. But when many threads are at work,
+/// a tidy finds few idle lanes, and unmarking a lane that is used again
 /// costs its next commit a locked instruction on a line every thread
-/// reads, so it runs rarely (see [`TIDY_EVERY`]).
-const TIDY_AFTER: usize = 2;
-
-/// Drains with more marks than [`TIDY_AFTER`] a thread lets pass between
-/// two tidies: when many lanes are in use at once, a tidy finds few idle
-/// ones, and must not cost every transaction a fence.
+/// reads; so a thread tidies at most once per this many such drains.
 const TIDY_EVERY: u32 = 1024;
 
 thread_local! {
-    /// Drains with many marks this thread still lets pass before a tidy.
+    /// Drains with another's marks this thread still lets pass before a
+    /// tidy.
     static TIDY_WAIT: Cell<u32> = const { Cell::new(0) };
 }
 
@@ -141,27 +141,68 @@ thread_local! {
 /// and the blocks it freed until a lane or the heap ran out.
 const STALE_AFTER: u32 = 8;
 
+/// One parking of another thread's lane that this thread watches.
+#[derive(Clone, Copy)]
+struct Watch {
+    lane: u32,
+    parking: u64,
+    /// This thread's looks at the parked lanes that found it.
+    passes: u32,
+    /// The last of those looks (its [`LOOKS`] number).
+    last: u64,
+}
+
+/// Parkings a thread watches at once: when more lanes are parked, the
+/// others wait for a free entry, so that each watched one keeps counting.
+const WATCHES: usize = 8;
+
 thread_local! {
-    /// Other threads' parkings this thread passed over: (lane, parking,
-    /// drains that found it), one per lane modulo 8.
-    static WATCHED: Cell<[(u32, u64, u32); 8]> = const { Cell::new([(u32::MAX, 0, 0); 8]) };
+    /// Other threads' parkings this thread passed over.
+    static WATCHED: Cell<[Watch; WATCHES]> = const {
+        Cell::new([Watch { lane: u32::MAX, parking: 0, passes: 0, last: 0 }; WATCHES])
+    };
+    /// This thread's looks at the parked lanes so far (its drains that
+    /// found some lane parked).
+    static LOOKS: Cell<u64> = const { Cell::new(0) };
 }
 
 /// Whether this thread has now passed over `i`'s parking [`STALE_AFTER`]
-/// times.
+/// times. A parking is watched from the first look that finds it while
+/// fewer than [`WATCHES`] are; an entry is given up when its lane is not
+/// found with that parking in a look (it was claimed). With more parked
+/// lanes than entries, the extra ones are watched as entries free up,
+/// instead of evicting each other at every look and never going stale.
 pub fn stale(i: &ParkedInfo<'_>) -> bool {
+    let look = LOOKS.try_with(Cell::get).unwrap_or(0);
     WATCHED
         .try_with(|w| {
             let mut all = w.get();
-            let e = &mut all[i.lane as usize % 8];
-            let n = if (e.0, e.1) == (i.lane, i.parking) {
-                e.2 + 1
-            } else {
-                1
+            let same = |e: &Watch| (e.lane, e.parking) == (i.lane, i.parking);
+            // An entry not refreshed by the previous look or this one
+            // watches a parking that is over (lanes are looked at in the
+            // same order every time).
+            let free = |e: &Watch| e.lane == u32::MAX || e.lane == i.lane || e.last + 1 < look;
+            let Some(k) = all
+                .iter()
+                .position(same)
+                .or_else(|| all.iter().position(free))
+            else {
+                return false;
             };
-            *e = (i.lane, i.parking, n);
+            let e = &mut all[k];
+            let passes = match (same(e), e.last == look) {
+                (true, true) => e.passes,
+                (true, false) => e.passes + 1,
+                (false, _) => 1,
+            };
+            *e = Watch {
+                lane: i.lane,
+                parking: i.parking,
+                passes,
+                last: look,
+            };
             w.set(all);
-            n >= STALE_AFTER
+            passes >= STALE_AFTER
         })
         .unwrap_or(true)
 }
@@ -530,18 +571,24 @@ impl Invalidation {
     /// stored, is flushed below.
     ///
     /// Returns whether this thread should [`tidy`](Self::tidy) once its
-    /// transaction is over: many lanes are marked, and it has not tidied
-    /// within its last [`TIDY_EVERY`] such drains.
+    /// transaction is over: a lane no one holds, other than `skip` and the
+    /// two in `mine` (the lanes the calling thread takes turns on), is
+    /// marked, and the thread has not tidied within its last
+    /// [`TIDY_EVERY`] drains that found one.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn flush_pending(
         &self,
         p: &Persister,
         layout: &LaneLayout,
         skip: Option<u32>,
+        mine: (u32, u32),
+        lanes: &LaneSet,
         claims: &mut Vec<(u32, u64)>,
         claimed_lines: &mut Vec<u64>,
         want: impl FnMut(&ParkedInfo<'_>) -> bool,
     ) -> bool {
         if self.any_parked() {
+            let _ = LOOKS.try_with(|n| n.set(n.get() + 1));
             let mut ordered = false;
             self.claim_parked(claims, want, |l| {
                 if !ordered {
@@ -554,27 +601,42 @@ impl Invalidation {
                 claimed_lines.push(l);
             });
         }
-        let skip = skip.map_or(usize::MAX, |l| l as usize);
-        let mut marked = 0;
+        let skip = skip.map_or(u32::MAX, |l| l);
+        // Marks of lanes other than the caller's: any, and any of a lane
+        // no one holds (only those can be tidied).
+        let (mut others, mut idle) = (false, false);
         for lane in self.marked() {
-            marked += 1;
+            let lane = lane as u32;
             if lane != skip {
-                p.flush(layout.generation_off(lane as u32), 8);
+                p.flush(layout.generation_off(lane), 8);
+                if lane != mine.0 && lane != mine.1 {
+                    others = true;
+                    idle = idle || !lanes.is_busy(lane);
+                }
             }
         }
-        marked > TIDY_AFTER
-            && TIDY_WAIT
-                .try_with(|w| match w.get() {
-                    0 => {
-                        w.set(TIDY_EVERY);
-                        true
+        // A drain that finds only its own marks ends the wait: the next
+        // idle foreign mark (a burst of other threads that has finished)
+        // is tidied at once. Marks of lanes in use leave it as it is.
+        TIDY_WAIT
+            .try_with(|w| match (others, idle, w.get()) {
+                (false, _, n) => {
+                    if n != 0 {
+                        w.set(0);
                     }
-                    n => {
-                        w.set(n - 1);
-                        false
-                    }
-                })
-                .unwrap_or(false)
+                    false
+                }
+                (true, false, _) => false,
+                (true, true, 0) => {
+                    w.set(TIDY_EVERY);
+                    true
+                }
+                (true, true, n) => {
+                    w.set(n - 1);
+                    false
+                }
+            })
+            .unwrap_or(false)
     }
 
     /// Called by the holder of `lane` after a drain that followed
@@ -648,7 +710,18 @@ impl Invalidation {
         lanes: &LaneSet,
     ) -> pmem_pool::Result<bool> {
         let mut claims = Vec::new();
-        self.flush_pending(p, layout, None, &mut claims, &mut Vec::new(), |_| true);
+        let none = (u32::MAX, u32::MAX);
+        let mut lines = Vec::new();
+        self.flush_pending(
+            p,
+            layout,
+            None,
+            none,
+            lanes,
+            &mut claims,
+            &mut lines,
+            |_| true,
+        );
         p.drain()?;
         let bumped = !claims.is_empty();
         self.bump_claimed(&mut claims, p, layout, lanes);
@@ -747,6 +820,56 @@ mod tests {
         inval.tidy(&lanes, None, |_| Ok(())).unwrap();
         assert!(!inval.is_marked(1) && !inval.is_marked(3));
         assert!(!inval.any(), "nothing left to flush");
+    }
+
+    #[test]
+    fn more_parked_lanes_than_watches_all_go_stale() {
+        // 32 lanes parked by other threads, found by every look in the
+        // same order; a lane found stale is claimed and found no more.
+        let mut stale_at = [None; 32];
+        for look in 1..=100u32 {
+            LOOKS.with(|n| n.set(n.get() + 1));
+            for lane in 0..32u32 {
+                if stale_at[lane as usize].is_some() {
+                    continue;
+                }
+                let info = ParkedInfo {
+                    lane,
+                    parking: 5,
+                    owner: 99,
+                    lines: &[],
+                    fresh: &[],
+                };
+                if stale(&info) {
+                    stale_at[lane as usize] = Some(look);
+                }
+            }
+        }
+        assert!(
+            stale_at.iter().all(|s| s.is_some_and(|l| l >= STALE_AFTER)),
+            "every lane goes stale, none before {STALE_AFTER} looks: {stale_at:?}"
+        );
+        // Watched WATCHES at a time: four rounds of STALE_AFTER looks,
+        // each after the first one look later (an entry is freed by the
+        // first look after the one that claimed its lane).
+        let rounds = (32 / WATCHES) as u32;
+        assert_eq!(
+            stale_at.iter().flatten().max(),
+            Some(&(STALE_AFTER + (rounds - 1) * (STALE_AFTER + 1)))
+        );
+
+        // A new parking of a watched lane starts its count again.
+        LOOKS.with(|n| n.set(n.get() + 1));
+        let info = |parking| ParkedInfo {
+            lane: 40,
+            parking,
+            owner: 99,
+            lines: &[],
+            fresh: &[],
+        };
+        assert!(!stale(&info(1)));
+        LOOKS.with(|n| n.set(n.get() + 1));
+        assert!(!stale(&info(2)));
     }
 
     #[test]

@@ -1381,7 +1381,17 @@ impl<'p> Tx<'p> {
                 || crate::invalidate::stale(i)
         };
         let before = claimed_lines.len();
-        let tidy = inval.flush_pending(p, &self.pool.layout, own, claims, claimed_lines, want);
+        let mine = LANE_HINT.with(|h| h.get());
+        let tidy = inval.flush_pending(
+            p,
+            &self.pool.layout,
+            own,
+            mine,
+            &self.pool.lanes,
+            claims,
+            claimed_lines,
+            want,
+        );
         inner.tidy |= tidy;
         if let Err(e) = p.drain() {
             // The claimed lanes stay parked, for a later drain.
