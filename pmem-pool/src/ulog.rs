@@ -19,6 +19,7 @@
 
 use crate::error::{Error, Result};
 use crate::persist::Persister;
+use std::mem::MaybeUninit;
 
 /// Bytes of an entry header.
 pub const ENTRY_HEADER: usize = 16;
@@ -310,24 +311,41 @@ impl LogWriter {
         let offset_kind = ((kind as u64) << OFFSET_BITS) | target;
         let len = payload.len() as u32;
         let crc = checksum(self.generation, offset_kind, len, payload);
-        let mut head = [0u8; ENTRY_HEADER];
-        head[..8].copy_from_slice(&offset_kind.to_le_bytes());
-        head[8..12].copy_from_slice(&len.to_le_bytes());
-        head[12..16].copy_from_slice(&crc.to_le_bytes());
         if payload.len() <= SMALL_ENTRY {
             // One copy of header and payload together, so the line they
-            // share is flushed once.
-            let mut buf = [0u8; ENTRY_HEADER + SMALL_ENTRY];
-            buf[..ENTRY_HEADER].copy_from_slice(&head);
-            buf[ENTRY_HEADER..ENTRY_HEADER + payload.len()].copy_from_slice(payload);
+            // share is flushed once. Built a word at a time: only the
+            // words the entry takes are written (the last one padded with
+            // zeros), not the whole buffer.
+            let mut buf = [MaybeUninit::<u64>::uninit(); (ENTRY_HEADER + SMALL_ENTRY) / 8];
+            let words = (ENTRY_HEADER + payload.len()).div_ceil(8);
+            // The padding first (the payload then overwrites its start).
+            buf[words - 1].write(0);
+            // SAFETY: `payload` fits in the buffer after the header
+            // (`payload.len() <= SMALL_ENTRY`), and a local does not
+            // overlap it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    payload.as_ptr(),
+                    buf.as_mut_ptr().cast::<u8>().add(ENTRY_HEADER),
+                    payload.len(),
+                );
+            }
+            buf[0].write(u64::from_ne_bytes(offset_kind.to_le_bytes()));
+            buf[1].write(u64::from_ne_bytes(
+                (u64::from(len) | (u64::from(crc) << 32)).to_le_bytes(),
+            ));
+            // SAFETY: the first `words` words were written just above
+            // (header, payload, the padding of the last one); `u64` has no
+            // padding, so they are `words * 8` initialized bytes.
+            let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), words * 8) };
             let n = ENTRY_HEADER + payload.len();
             if self.batched {
-                // Whole words: the payload padding is zero in `buf`.
-                let n = n.next_multiple_of(8);
+                // Whole words: the payload padding is zero.
+                let n = words * 8;
                 // SAFETY: the caller owns the entry's bytes (its padded
-                // size), inside the mapping; entries are 8-aligned; `buf`
-                // is a local.
-                unsafe { p.stream_words(at, &buf[..n]) };
+                // size), inside the mapping; entries are 8-aligned;
+                // `bytes` is a local.
+                unsafe { p.stream_words(at, bytes) };
                 if !p.streams_words() {
                     self.unflushed = Some(match self.unflushed {
                         Some((a, b)) => (a.min(at), b.max(at + n)),
@@ -336,9 +354,13 @@ impl LogWriter {
                 }
             } else {
                 // SAFETY: the caller owns the entry's bytes.
-                unsafe { p.memcpy_nodrain(at, &buf[..n]) };
+                unsafe { p.memcpy_nodrain(at, &bytes[..n]) };
             }
         } else {
+            let mut head = [0u8; ENTRY_HEADER];
+            head[..8].copy_from_slice(&offset_kind.to_le_bytes());
+            head[8..12].copy_from_slice(&len.to_le_bytes());
+            head[12..16].copy_from_slice(&crc.to_le_bytes());
             // SAFETY: the caller owns the entry's bytes, and `payload` does
             // not overlap them.
             unsafe {

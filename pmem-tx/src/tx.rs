@@ -1366,6 +1366,7 @@ impl<'p> Tx<'p> {
         // stored) before those changes can be. Others are left to their
         // own threads' next drains (claiming them costs both threads),
         // unless they stay parked for several of ours (`stale`).
+        let mut looked = false;
         let want = |i: &ParkedInfo<'_>| {
             i.owner == me
                 || *unsnapped
@@ -1378,7 +1379,7 @@ impl<'p> Tx<'p> {
                 || touches(i, dirty.iter().copied())
                 || touches(i, deferred.iter().map(|&(o, _)| (o, o + 8)))
                 || touches(i, redo.iter().map(|op| (op.off(), op.off() + 8)))
-                || crate::invalidate::stale(i)
+                || crate::invalidate::stale(i, &mut looked)
         };
         let before = claimed_lines.len();
         let mine = LANE_HINT.with(|h| h.get());
