@@ -53,18 +53,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use std::sync::{Mutex, MutexGuard};
 
-/// Drains that find an idle marked lane other than the caller's own a
-/// thread lets pass between two [`tidy`](Invalidation::tidy)s, while every
-/// drain finds some other thread's mark. The caller's own lanes (the one it holds and the two
-/// it alternates between, see `flush_pending`) never ask for a tidy: their
-/// marks are in use; nor do lanes someone holds, which a tidy leaves
-/// marked. Any other marked lane does, at once the first time: each flush of a word
-/// that is already durable costs about 8 ns here, at every drain for
-/// ever, where a tidy costs one fence. But when many threads are at work,
-/// a tidy finds few idle lanes, and unmarking a lane that is used again
-/// costs its next commit a locked instruction on a line every thread
+/// Drains that find other threads' marks a thread lets pass between two
+/// [`tidy`](Invalidation::tidy)s. The caller's own lanes (the one it holds
+/// and the two it alternates between, see `flush_pending`) never ask for a
+/// tidy: their marks are in use; nor do lanes someone holds, which a tidy
+/// leaves marked. Any other marked lane does, at once the first time: each
+/// flush of a word that is already durable costs about 8 ns here, at every
+/// drain for ever, where a tidy costs one fence. But when many threads are
+/// at work, a tidy finds few idle lanes, and unmarking a lane that is used
+/// again costs its next commit a locked instruction on a line every thread
 /// reads; so a thread tidies at most once per this many such drains.
 const TIDY_EVERY: u32 = 1024;
+
+/// Drains a thread lets pass before it looks again whether another
+/// thread's marked lane is idle, after finding none that was.
+const TIDY_RECHECK: u32 = 16;
 
 thread_local! {
     /// Drains with another's marks this thread still lets pass before a
@@ -626,28 +629,30 @@ impl Invalidation {
             }
         }
         let others = marked > own;
-        let idle = others
-            && self.marked().any(|l| {
-                let l = l as u32;
-                l != mine.0 && l != mine.1 && l != skip && !lanes.is_busy(l)
-            });
         // A drain that finds only its own marks ends the wait: the next
         // idle foreign mark (a burst of other threads that has finished)
-        // is tidied at once. Marks of lanes in use leave it as it is.
+        // is tidied at once. While others' marks stay, whether their lanes
+        // are idle is asked only when the wait is over: a lane's busy flag
+        // shares its line with other lanes' flags, which their threads
+        // write at every transaction, and reading it at every drain costs
+        // two threads on disjoint data a tenth of their throughput.
         TIDY_WAIT
-            .try_with(|w| match (others, idle, w.get()) {
-                (false, _, n) => {
+            .try_with(|w| match (others, w.get()) {
+                (false, n) => {
                     if n != 0 {
                         w.set(0);
                     }
                     false
                 }
-                (true, false, _) => false,
-                (true, true, 0) => {
-                    w.set(TIDY_EVERY);
-                    true
+                (true, 0) => {
+                    let idle = self.marked().any(|l| {
+                        let l = l as u32;
+                        l != mine.0 && l != mine.1 && l != skip && !lanes.is_busy(l)
+                    });
+                    w.set(if idle { TIDY_EVERY } else { TIDY_RECHECK });
+                    idle
                 }
-                (true, true, n) => {
+                (true, n) => {
                     w.set(n - 1);
                     false
                 }
