@@ -632,10 +632,10 @@ impl Invalidation {
         // A drain that finds only its own marks ends the wait: the next
         // idle foreign mark (a burst of other threads that has finished)
         // is tidied at once. While others' marks stay, whether their lanes
-        // are idle is asked only when the wait is over: a lane's busy flag
-        // shares its line with other lanes' flags, which their threads
-        // write at every transaction, and reading it at every drain costs
-        // two threads on disjoint data a tenth of their throughput.
+        // are idle is asked only when the wait is over: the holder of a
+        // lane writes its busy flag's line at every transaction, and a
+        // read of it at every drain by another core costs two threads on
+        // disjoint data a tenth of their throughput.
         TIDY_WAIT
             .try_with(|w| match (others, w.get()) {
                 (false, n) => {
