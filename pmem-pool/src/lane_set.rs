@@ -114,6 +114,14 @@ impl LaneSet {
         };
         let was = flag.swap(false, Ordering::SeqCst);
         debug_assert!(was, "release of free lane {i}");
+        // A waiter counts itself and then tries the flags, all `SeqCst`:
+        // if this load misses its count, the count comes after this swap
+        // in the single total order, so its try sees the flag clear. The
+        // C++ model orders a SeqCst RMW before a later SeqCst load of
+        // another location without a fence (on x86 the swap is a full
+        // barrier already); loom models SeqCst accesses as
+        // acquire/release only and needs the fence to see that.
+        #[cfg(loom)]
         fence(Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
             let _g = lock(&self.mutex);
