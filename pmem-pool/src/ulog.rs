@@ -311,6 +311,12 @@ impl LogWriter {
         let offset_kind = ((kind as u64) << OFFSET_BITS) | target;
         let len = payload.len() as u32;
         let crc = checksum(self.generation, offset_kind, len, payload);
+        // The header's two words, as their bytes lie in memory: the
+        // offset and kind, then the length and the checksum (little-endian).
+        let head = [
+            u64::from_ne_bytes(offset_kind.to_le_bytes()),
+            u64::from_ne_bytes((u64::from(len) | (u64::from(crc) << 32)).to_le_bytes()),
+        ];
         if payload.len() <= SMALL_ENTRY {
             // One copy of header and payload together, so the line they
             // share is flushed once. Built a word at a time: only the
@@ -330,10 +336,8 @@ impl LogWriter {
                     payload.len(),
                 );
             }
-            buf[0].write(u64::from_ne_bytes(offset_kind.to_le_bytes()));
-            buf[1].write(u64::from_ne_bytes(
-                (u64::from(len) | (u64::from(crc) << 32)).to_le_bytes(),
-            ));
+            buf[0].write(head[0]);
+            buf[1].write(head[1]);
             // SAFETY: the first `words` words were written just above
             // (header, payload, the padding of the last one); `u64` has no
             // padding, so they are `words * 8` initialized bytes.
@@ -357,15 +361,14 @@ impl LogWriter {
                 unsafe { p.memcpy_nodrain(at, &bytes[..n]) };
             }
         } else {
-            let mut head = [0u8; ENTRY_HEADER];
-            head[..8].copy_from_slice(&offset_kind.to_le_bytes());
-            head[8..12].copy_from_slice(&len.to_le_bytes());
-            head[12..16].copy_from_slice(&crc.to_le_bytes());
+            let mut bytes = [0u8; ENTRY_HEADER];
+            bytes[..8].copy_from_slice(&head[0].to_ne_bytes());
+            bytes[8..].copy_from_slice(&head[1].to_ne_bytes());
             // SAFETY: the caller owns the entry's bytes, and `payload` does
             // not overlap them.
             unsafe {
                 p.memcpy_nodrain(at + ENTRY_HEADER, payload);
-                p.memcpy_nodrain(at, &head);
+                p.memcpy_nodrain(at, &bytes);
             }
         }
     }

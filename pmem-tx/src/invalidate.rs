@@ -613,17 +613,15 @@ impl Invalidation {
                 claimed_lines.push(l);
             });
         }
-        let skip = skip.map_or(u32::MAX, |l| l);
-        // Marks of lanes other than the caller's: any, and any of a lane
-        // no one holds (only those can be tidied).
-        // (The lanes are told apart after the flushes, and only when some
-        // lane other than the caller's own two is marked: a drain that
-        // finds only its own costs two comparisons more.)
+        let skip = skip.unwrap_or(u32::MAX);
+        let is_own = |lane: u32| lane == mine.0 || lane == mine.1 || lane == skip;
+        // The flush loop counts the marks that are not the caller's own;
+        // which of those lanes are idle is asked below, and rarely.
         let (mut marked, mut own) = (0u32, 0u32);
         for lane in self.marked() {
             let lane = lane as u32;
             marked += 1;
-            own += u32::from(lane == mine.0 || lane == mine.1 || lane == skip);
+            own += u32::from(is_own(lane));
             if lane != skip {
                 p.flush(layout.generation_off(lane), 8);
             }
@@ -645,10 +643,9 @@ impl Invalidation {
                     false
                 }
                 (true, 0) => {
-                    let idle = self.marked().any(|l| {
-                        let l = l as u32;
-                        l != mine.0 && l != mine.1 && l != skip && !lanes.is_busy(l)
-                    });
+                    let idle = self
+                        .marked()
+                        .any(|l| !is_own(l as u32) && !lanes.is_busy(l as u32));
                     w.set(if idle { TIDY_EVERY } else { TIDY_RECHECK });
                     idle
                 }
