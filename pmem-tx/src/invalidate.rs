@@ -215,7 +215,16 @@ pub fn stale(i: &ParkedInfo<'_>, looked: &mut bool) -> bool {
                 last: look,
             };
             w.set(all);
-            passes >= STALE_AFTER
+            let stale = passes >= STALE_AFTER;
+            if stale {
+                // The caller claims the lane and releases it marked: a
+                // lane its thread left, which the next drain's look for
+                // idle lanes (`flush_pending`) should find and tidy, not
+                // wait out an earlier tidy's `TIDY_EVERY`. Rare: a thread
+                // left its lane parked.
+                let _ = TIDY_WAIT.try_with(|t| t.set(0));
+            }
+            stale
         })
         .unwrap_or(true)
 }
@@ -627,21 +636,18 @@ impl Invalidation {
             }
         }
         let others = marked > own;
-        // A drain that finds only its own marks ends the wait: the next
-        // idle foreign mark (a burst of other threads that has finished)
-        // is tidied at once. While others' marks stay, whether their lanes
-        // are idle is asked only when the wait is over: the holder of a
-        // lane writes its busy flag's line at every transaction, and a
-        // read of it at every drain by another core costs two threads on
-        // disjoint data a tenth of their throughput.
+        // While others' marks stay, whether their lanes are idle is asked
+        // only when the wait is over: the holder of a lane writes its busy
+        // flag's line at every transaction, and a read of it at every
+        // drain by another core costs two threads on disjoint data a tenth
+        // of their throughput. A drain that finds only its own marks
+        // leaves the wait as it is: with two threads, that is what the
+        // other's drain finds right after this one's tidy unmarked its
+        // lane, and ending the wait there would tidy again at the next
+        // idle moment, a fence every few transactions.
         TIDY_WAIT
             .try_with(|w| match (others, w.get()) {
-                (false, n) => {
-                    if n != 0 {
-                        w.set(0);
-                    }
-                    false
-                }
+                (false, _) => false,
                 (true, 0) => {
                     let idle = self
                         .marked()

@@ -233,14 +233,15 @@ fn a_burst_of_lanes_costs_later_transactions_nothing() {
 
     // Each commit's drain wrote back the bumps of the burst's commits
     // before it; the next drains write back the rest. A burst thread may
-    // have parked a lane this thread used before; the thread claims it
-    // once it has passed over it eight times (`invalidate::stale`), and
-    // tidies its mark away once it finds it idle (it looks every 16
-    // drains while the lane is held).
+    // have parked their lanes and exited; this thread claims each once it
+    // has passed over it eight times (`invalidate::stale`), watching
+    // eight at a time (a round of nine drains each: up to 36 drains for
+    // 32 lanes), and tidies the marks of the lanes it claimed at the next
+    // drain.
     let first = count(&p, || {
         p.transaction(|tx| tx.write(slot, [3; 8])).unwrap();
     });
-    for i in 0..32 {
+    for i in 0..48 {
         p.transaction(|tx| tx.write(slot, [4 + i; 8])).unwrap();
     }
     let after = count(&p, || {
