@@ -110,6 +110,9 @@ impl Reservation {
 pub struct FreeTicket {
     /// Pool offset of the object's data.
     pub off: u64,
+    /// Usable bytes of the object (as [`Heap::usable`]), so that the
+    /// caller need not look the object up a second time.
+    pub usable: u64,
     slot: Slot,
 }
 
@@ -721,7 +724,9 @@ impl Heap {
     pub fn free_ops(&self, p: &Persister, off: u64, out: &mut Vec<RedoOp>) -> Result<FreeTicket> {
         let live = Live::new(p);
         let not = Error::NotAllocated { off };
-        match self.locate(off).ok_or(Error::NotAllocated { off })? {
+        let at = self.locate(off).ok_or(Error::NotAllocated { off })?;
+        let usable = at.usable();
+        match at {
             Where::Block { first, class, idx } => {
                 let run = self
                     .run_at(first, class)
@@ -739,6 +744,7 @@ impl Heap {
                 out.push(RedoOp::AndNot64 { off: woff, mask });
                 Ok(FreeTicket {
                     off,
+                    usable,
                     slot: Slot::Block { run, idx },
                 })
             }
@@ -758,6 +764,7 @@ impl Heap {
                 out.push(RedoOp::Set64 { off: hoff, val: 0 });
                 Ok(FreeTicket {
                     off,
+                    usable,
                     slot: Slot::Huge { first, span },
                 })
             }

@@ -231,9 +231,9 @@ fn lock_free_lookups_agree_with_locked_ones_through_every_role_change() {
     );
 }
 
-/// `usable` (what a free reads instead of the header) gives what
-/// `alloc_info` gives, for run blocks and huge spans, and refuses an
-/// offset that starts no block's data.
+/// `usable` and a free's ticket (what a free reads instead of the header)
+/// give what `alloc_info` gives, for run blocks and huge spans, and
+/// `usable` refuses an offset that starts no block's data.
 #[test]
 fn usable_matches_alloc_info_without_reading_the_header() {
     let dir = tempfile::tempdir().unwrap();
@@ -262,5 +262,10 @@ fn usable_matches_alloc_info_without_reading_the_header() {
                 "offset {bad:#x} of a block at {off:#x}"
             );
         }
+        // A free's ticket carries the same usable size (`Tx::free` takes
+        // it from there instead of looking the object up twice).
+        let t = heap.free_ops(p, off, &mut Vec::new()).unwrap();
+        assert_eq!((t.off, t.usable), (off, info.usable), "size {size}");
+        heap.cancel_free(t);
     }
 }

@@ -937,15 +937,16 @@ impl<'p> Tx<'p> {
         // all of it first (`try_lock_fresh`), which waits for the guard.
         // Two frees of one object are told apart by the heap
         // (`free_ops`), not by this lock.
-        // The usable size comes from the volatile map: reading the
-        // object's header would miss the cache (its line was last flushed
-        // when the object was allocated), and a free needs nothing in it.
-        let usable = heap.usable(off)?;
         self.lock_range(off, 1, Mode::Exclusive)?;
         let mut inner = self.shared.inner.borrow_mut();
         let inner = &mut *inner;
-        drop_deferred(inner, off, usable);
         let t = heap.free_ops(self.pool.raw.persister(), off, &mut inner.redo)?;
+        // The usable size comes from the heap's volatile map (the ticket):
+        // reading the object's header would miss the cache (its line was
+        // last flushed when the object was allocated). Deferred writes
+        // into the object are dropped only once the free is sure: a
+        // refused free leaves them to be stored.
+        drop_deferred(inner, off, t.usable);
         inner.freed.push(t);
         Ok(())
     }
