@@ -7,7 +7,8 @@
 //! object, null the slot. One result line per phase.
 //!
 //! Where the API differs: `tx.write(slot, p)` is `pmemobj_tx_add_range` of
-//! the 16 bytes plus the store; the object is allocated with `tx.zalloc`
+//! the 16 bytes plus the store, and `tx.replace(slot, null)` is the same
+//! plus the read of the old pointer; the object is allocated with `tx.zalloc`
 //! (its 64 bytes are zeroed: `pmemobj_tx_alloc` leaves them as they were,
 //! a 64-byte store more here). The slots live in the root's block (see
 //! `BlockRoot`) rather than in a root sized at run time.
@@ -46,9 +47,8 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     for i in 0..n {
         let slot: PPtr<PPtr<Obj>> = arr.at(i);
         pool.transaction(|tx| -> Result<(), Error> {
-            let p = tx.read(slot)?;
-            tx.free(p)?;
-            tx.write(slot, PPtr::null())
+            let p = tx.replace(slot, PPtr::null())?;
+            tx.free(p)
         })?;
     }
     let secs = phase.secs();

@@ -553,12 +553,58 @@ impl<'p> Tx<'p> {
     /// transaction first stores it in place (snapshotted, as
     /// [`get_mut`](Self::get_mut) would), so every read sees it.
     pub fn write<T: Persistent>(&mut self, p: PPtr<T>, value: T) -> Result<()> {
-        let len = size_of::<T>();
-        if len > 0 && len.is_multiple_of(8) && len <= DEFER_MAX {
+        if deferrable::<T>() {
             let off = self.pool.check_typed(p)?;
-            if off.is_multiple_of(8) && self.defer(off, bytemuck::bytes_of(&value))? {
-                return Ok(());
-            }
+            return self.write_at(p, off, value);
+        }
+        *self.get_mut(p)? = value;
+        Ok(())
+    }
+
+    /// Stores `value` at `*p` and returns the value it replaces, rolled
+    /// back if the transaction aborts: [`std::mem::replace`] for pool
+    /// memory.
+    ///
+    /// The same as [`read`](Self::read) then [`write`](Self::write), but
+    /// the bytes are locked exclusively at once: a read takes them shared,
+    /// and the write must then upgrade the lock, which gives up with
+    /// [`Error::Conflict`] if another transaction reads them too. Taking a
+    /// pointer out of a slot to free it is the typical use:
+    ///
+    /// ```
+    /// # fn main() -> Result<(), pmem_tx::Error> {
+    /// use pmem_tx::{PPtr, Pool};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let pool = Pool::create(dir.path().join("replace.pool"), "doc", 8 << 20)?;
+    /// let slot = pool.root::<PPtr<u64>>()?;
+    /// pool.transaction(|tx| -> Result<(), pmem_tx::Error> {
+    ///     let p = tx.alloc::<u64>(1)?;
+    ///     tx.write(slot, p)
+    /// })?;
+    /// pool.transaction(|tx| -> Result<(), pmem_tx::Error> {
+    ///     let p = tx.replace(slot, PPtr::null())?;
+    ///     tx.free(p)
+    /// })?;
+    /// assert!(pool.read(slot)?.is_null());
+    /// # Ok(()) }
+    /// ```
+    pub fn replace<T: Persistent>(&mut self, p: PPtr<T>, value: T) -> Result<T> {
+        let off = self.pool.check_typed(p)?;
+        self.lock_range(off, size_of::<T>() as u64, Mode::Exclusive)?;
+        let old = self.read_exclusive(off)?;
+        if deferrable::<T>() {
+            self.write_at(p, off, value)?;
+        } else {
+            *self.get_mut(p)? = value;
+        }
+        Ok(old)
+    }
+
+    /// [`write`](Self::write) of a value small enough to defer, at `p`,
+    /// which `check_typed` accepted as offset `off`.
+    fn write_at<T: Persistent>(&mut self, p: PPtr<T>, off: u64, value: T) -> Result<()> {
+        if off.is_multiple_of(8) && self.defer(off, bytemuck::bytes_of(&value))? {
+            return Ok(());
         }
         *self.get_mut(p)? = value;
         Ok(())
@@ -1805,6 +1851,13 @@ fn changed_claimed(inner: &Inner) -> bool {
             let (a, b) = (e.target, e.target + u64::from(e.len));
             inner.claimed_lines.iter().any(|&l| line_in(l, a, b))
         })
+}
+
+/// Whether a `T` may go to the redo log as deferred words (`Tx::write`):
+/// whole words, at most `DEFER_MAX` bytes.
+fn deferrable<T>() -> bool {
+    let len = size_of::<T>();
+    len > 0 && len.is_multiple_of(8) && len <= DEFER_MAX
 }
 
 /// Records `v` as the deferred value of the word at `off`, replacing an
