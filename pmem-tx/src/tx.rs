@@ -615,13 +615,14 @@ impl<'p> Tx<'p> {
     /// transaction defers few words; returns whether it did.
     fn defer(&mut self, off: u64, bytes: &[u8]) -> Result<bool> {
         let end = off + bytes.len() as u64;
+        let new_words;
         {
             let inner = self.shared.inner.borrow();
             if inner.aborted {
                 return Err(Error::Aborted);
             }
             // Words already deferred are stored again in their place.
-            let new_words = if inner.deferred.is_empty() {
+            new_words = if inner.deferred.is_empty() {
                 bytes.len() / 8
             } else {
                 (off..end)
@@ -636,15 +637,25 @@ impl<'p> Tx<'p> {
                 return Ok(false);
             }
         }
+        let all_new = new_words == bytes.len() / 8;
         self.lock_range(off, end - off, Mode::Exclusive)?;
         // Stored after the commit record, just before a fence: its miss
         // would add to that fence's wait unless it starts now.
         self.pool.prefetch_write(off);
         let mut inner = self.shared.inner.borrow_mut();
-        for (o, w) in (off..).step_by(8).zip(bytes.chunks_exact(8)) {
+        let words = (off..).step_by(8).zip(bytes.chunks_exact(8)).map(|(o, w)| {
             let mut word = [0u8; 8];
             word.copy_from_slice(w);
-            set_deferred(&mut inner, o, u64::from_ne_bytes(word));
+            (o, u64::from_ne_bytes(word))
+        });
+        if all_new {
+            // None of these words is deferred yet: appended, with no
+            // search for each.
+            inner.deferred.extend(words);
+        } else {
+            for (o, v) in words {
+                set_deferred(&mut inner, o, v);
+            }
         }
         Ok(true)
     }
