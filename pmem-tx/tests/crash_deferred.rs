@@ -1,9 +1,10 @@
 //! Crash simulation of deferred writes: `tx.write` of a small value goes
 //! to the redo log and is stored after the commit record. Transactions mix
-//! such writes with reads of the same words (which store them in place
-//! first, the undo way), snapshotted writes of whole 64-byte slots, and
-//! aborts. After recovery from any crash image the root equals the model
-//! exactly before or after the interrupted transaction.
+//! such writes (and `tx.replace`, which reads then defers) with reads of
+//! the same words (which store them in place first, the undo way),
+//! snapshotted writes of whole 64-byte slots, and aborts. After recovery
+//! from any crash image the root equals the model exactly before or after
+//! the interrupted transaction.
 
 mod common;
 
@@ -21,6 +22,9 @@ enum Act {
     Read(u64),
     /// `get_mut` of slot `s` (snapshot), filled with a byte.
     Slot(u64, u8),
+    /// `tx.replace` of word `w` with a value (deferred likewise); the old
+    /// value is checked against what the transaction wrote.
+    Replace(u64, u64),
 }
 
 const WORDS: u64 = 1024; // the first 8 KiB of the root
@@ -32,10 +36,11 @@ fn deferred_writes_survive_every_crash() {
     for t in 0..120u64 {
         let n = 1 + rng.below(5);
         let acts: Vec<Act> = (0..n)
-            .map(|_| match rng.below(8) {
+            .map(|_| match rng.below(9) {
                 0..=2 => Act::Word(rng.below(WORDS), rng.next()),
                 3 | 4 => Act::Pair(rng.below(WORDS / 2) * 2, rng.next()),
                 5 | 6 => Act::Read(rng.below(WORDS)),
+                7 => Act::Replace(rng.below(WORDS), rng.next()),
                 _ => Act::Slot(rng.below(WORDS / 8), rng.next() as u8),
             })
             .collect();
@@ -65,6 +70,13 @@ fn deferred_writes_survive_every_crash() {
                                     assert_eq!(got, want, "word {w} does not read back");
                                 }
                             }
+                            Act::Replace(w, v) => {
+                                let old = tx.replace(words.at(w), v)?;
+                                if let Some(&want) = mine.get(&w) {
+                                    assert_eq!(old, want, "word {w}: replace read another value");
+                                }
+                                mine.insert(w, v);
+                            }
                             Act::Slot(s, b) => {
                                 tx.get_mut(root.cast::<[u8; 64]>().at(s))?.fill(b);
                                 for w in s * 8..s * 8 + 8 {
@@ -87,7 +99,7 @@ fn deferred_writes_survive_every_crash() {
                 }
                 for a in acts {
                     match a {
-                        Act::Word(w, v) => {
+                        Act::Word(w, v) | Act::Replace(w, v) => {
                             let o = w as usize * 8;
                             m[o..o + 8].copy_from_slice(&v.to_ne_bytes());
                         }
