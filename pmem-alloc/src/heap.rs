@@ -110,8 +110,10 @@ impl Reservation {
 pub struct FreeTicket {
     /// Pool offset of the object's data.
     pub off: u64,
-    /// Usable bytes of the object (as [`Heap::usable`]), so that the
-    /// caller need not look the object up a second time.
+    /// Usable bytes of the object, from the volatile chunk map alone: no
+    /// media read, so no cache miss on the object's header line (a free
+    /// needs only this, to drop the writes it had pending into the
+    /// object).
     pub usable: u64,
     slot: Slot,
 }
@@ -832,19 +834,6 @@ impl Heap {
             }
             Owner::Free => false,
         }
-    }
-
-    /// Usable bytes of the block whose data starts at `off`, from the
-    /// volatile chunk map alone: no media read, so no cache miss on the
-    /// object's header line (a free needs only this). Fails with
-    /// [`Error::NotAllocated`] if `off` starts no block's data; it does not
-    /// say whether the block is allocated ([`free_ops`](Self::free_ops)
-    /// does).
-    pub fn usable(&self, off: u64) -> Result<u64> {
-        Ok(self
-            .locate(off)
-            .ok_or(Error::NotAllocated { off })?
-            .usable())
     }
 
     /// Size, usable size and type number of the published object at `off`.

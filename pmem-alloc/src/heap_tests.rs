@@ -231,9 +231,9 @@ fn lock_free_lookups_agree_with_locked_ones_through_every_role_change() {
     );
 }
 
-/// `usable` and a free's ticket (what a free reads instead of the header)
-/// give what `alloc_info` gives, for run blocks and huge spans, and
-/// `usable` refuses an offset that starts no block's data.
+/// A free's ticket (what a free reads instead of the header) gives the
+/// usable size `alloc_info` gives, for run blocks and huge spans, and a
+/// free refuses an offset that starts no block's data.
 #[test]
 fn usable_matches_alloc_info_without_reading_the_header() {
     let dir = tempfile::tempdir().unwrap();
@@ -241,11 +241,18 @@ fn usable_matches_alloc_info_without_reading_the_header() {
         RawPool::create(&dir.path().join("usable.pool"), "usable", 12 << 20, &opts()).unwrap();
     let heap = open(&raw);
     let p = raw.persister();
+    let usable = |off| {
+        let t = heap.free_ops(p, off, &mut Vec::new())?;
+        let u = t.usable;
+        assert_eq!(t.off, off);
+        heap.cancel_free(t);
+        Ok::<_, Error>(u)
+    };
     for size in [16u64, 64, 200, 9000, 1536 * 1024] {
         let off = alloc(&heap, p, size);
         let info = heap.alloc_info(p, off).unwrap();
         assert!(info.usable >= size);
-        assert_eq!(heap.usable(off).unwrap(), info.usable, "size {size}");
+        assert_eq!(usable(off).unwrap(), info.usable, "size {size}");
         // Overwriting the header changes nothing: it is not read.
         // SAFETY: the block's own header, nothing references it.
         unsafe {
@@ -255,17 +262,12 @@ fn usable_matches_alloc_info_without_reading_the_header() {
                 ALLOC_HEADER_SIZE as usize,
             )
         };
-        assert_eq!(heap.usable(off).unwrap(), info.usable, "size {size}");
+        assert_eq!(usable(off).unwrap(), info.usable, "size {size}");
         for bad in [off - ALLOC_HEADER_SIZE, off + 8] {
             assert!(
-                matches!(heap.usable(bad), Err(Error::NotAllocated { .. })),
+                matches!(usable(bad), Err(Error::NotAllocated { .. })),
                 "offset {bad:#x} of a block at {off:#x}"
             );
         }
-        // A free's ticket carries the same usable size (`Tx::free` takes
-        // it from there instead of looking the object up twice).
-        let t = heap.free_ops(p, off, &mut Vec::new()).unwrap();
-        assert_eq!((t.off, t.usable), (off, info.usable), "size {size}");
-        heap.cancel_free(t);
     }
 }
