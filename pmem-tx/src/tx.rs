@@ -553,12 +553,8 @@ impl<'p> Tx<'p> {
     /// transaction first stores it in place (snapshotted, as
     /// [`get_mut`](Self::get_mut) would), so every read sees it.
     pub fn write<T: Persistent>(&mut self, p: PPtr<T>, value: T) -> Result<()> {
-        if deferrable::<T>() {
-            let off = self.pool.check_typed(p)?;
-            return self.write_at(p, off, value);
-        }
-        *self.get_mut(p)? = value;
-        Ok(())
+        let off = self.pool.check_typed(p)?;
+        self.write_at(p, off, value)
     }
 
     /// Stores `value` at `*p` and returns the value it replaces, rolled
@@ -592,18 +588,20 @@ impl<'p> Tx<'p> {
         let off = self.pool.check_typed(p)?;
         self.lock_range(off, size_of::<T>() as u64, Mode::Exclusive)?;
         let old = self.read_exclusive(off)?;
-        if deferrable::<T>() {
-            self.write_at(p, off, value)?;
-        } else {
-            *self.get_mut(p)? = value;
-        }
+        self.write_at(p, off, value)?;
         Ok(old)
     }
 
-    /// [`write`](Self::write) of a value small enough to defer, at `p`,
-    /// which `check_typed` accepted as offset `off`.
+    /// [`write`](Self::write) at `p`, which `check_typed` accepted as
+    /// offset `off`: deferred when small enough, else snapshotted.
     fn write_at<T: Persistent>(&mut self, p: PPtr<T>, off: u64, value: T) -> Result<()> {
-        if off.is_multiple_of(8) && self.defer(off, bytemuck::bytes_of(&value))? {
+        let len = size_of::<T>();
+        if len > 0
+            && len.is_multiple_of(8)
+            && len <= DEFER_MAX
+            && off.is_multiple_of(8)
+            && self.defer(off, bytemuck::bytes_of(&value))?
+        {
             return Ok(());
         }
         *self.get_mut(p)? = value;
@@ -1862,13 +1860,6 @@ fn changed_claimed(inner: &Inner) -> bool {
             let (a, b) = (e.target, e.target + u64::from(e.len));
             inner.claimed_lines.iter().any(|&l| line_in(l, a, b))
         })
-}
-
-/// Whether a `T` may go to the redo log as deferred words (`Tx::write`):
-/// whole words, at most `DEFER_MAX` bytes.
-fn deferrable<T>() -> bool {
-    let len = size_of::<T>();
-    len > 0 && len.is_multiple_of(8) && len <= DEFER_MAX
 }
 
 /// Records `v` as the deferred value of the word at `off`, replacing an
