@@ -24,6 +24,7 @@ mod hashmap;
 mod large_write;
 mod ptr_array;
 mod tx_alloc_free;
+mod tx_paths;
 mod tx_update;
 
 use common::{BenchError, Ctx};
@@ -36,6 +37,9 @@ usage: pmem-bench [counts] PROGRAM ARGS...
   atomic_alloc_free <pool> <size_bytes> <n> [pool_MiB=1024]
   hashmap <pool> <nkeys> [pool_MiB=1024] [seed=42]
   large_write <pool> <nt|memcpy> [total_MiB=1024] [chunk_MiB=8] [pool_MiB=2048]
+  tx_paths <pool> <threads> <blocks> [block_ops=10000] [pool_MiB=1024] [seed=42]
+      (not a WORKLOADS.md program: tx_update's transaction through several
+      paths, taking turns in blocks inside one process)
 `counts` runs the program in Mode::Sim (smaller default pool sizes; pass
 small operation counts) and prints, after each result line, a `counts` line
 with the flushes and fences per operation of that phase.";
@@ -54,6 +58,7 @@ fn run(args: &[String]) -> Result<(), BenchError> {
         "atomic_alloc_free" => atomic_alloc_free::run(&ctx, rest),
         "hashmap" => hashmap::run(&ctx, rest),
         "large_write" => large_write::run(&ctx, rest),
+        "tx_paths" => tx_paths::run(&ctx, rest),
         other => Err(BenchError::Usage(format!("unknown program '{other}'"))),
     }
 }

@@ -101,10 +101,28 @@ fn large_write_one_fence_per_chunk_both_ways() {
 }
 
 #[test]
+fn tx_paths_write_saves_the_snapshot_fence() {
+    // Two threads, three rounds of 100 transactions per variant and
+    // thread; the first round is warm-up. The run checks every slot.
+    let r = counts(&["tx_paths", "2", "3", "100"]);
+    for v in ["get_mut", "write", "get_mut_hot", "empty"] {
+        assert_eq!(r[&format!("tx_paths_{v}")]["ops"], "400", "{v}");
+    }
+    assert_eq!(fences(&r, "tx_paths_get_mut"), 2.0);
+    // The redo log's commit record is the only fence of a `tx.write`
+    // (with two threads, now and then a tidy of lanes the other thread
+    // left idle adds one).
+    assert!((1.0..1.02).contains(&fences(&r, "tx_paths_write")));
+    assert!((2.0..2.02).contains(&fences(&r, "tx_paths_get_mut_hot")));
+    assert_eq!(fences(&r, "tx_paths_empty"), 0.0);
+}
+
+#[test]
 fn bad_arguments_exit_2() {
     for args in [
         &["nope"][..],
         &["tx_update", "/nonexistent/p", "0", "10"][..],
+        &["tx_paths", "/nonexistent/p", "1", "1"][..],
     ] {
         let st = Command::new(env!("CARGO_BIN_EXE_pmem-bench"))
             .args(args)
