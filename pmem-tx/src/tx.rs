@@ -1360,11 +1360,17 @@ impl<'p> Tx<'p> {
     }
 
     fn release(&self, inner: &mut Inner) {
-        for (&s, &m) in inner.held.iter() {
-            self.pool.locks.unlock(s, m);
+        // (A read-only or empty transaction holds nothing: no walk of the
+        // sets then.)
+        if !inner.held.is_empty() {
+            for (&s, &m) in inner.held.iter() {
+                self.pool.locks.unlock(s, m);
+            }
+            inner.held.clear();
         }
-        inner.held.clear();
-        inner.plocks.release_all(self.pool);
+        if !inner.plocks.is_empty() {
+            inner.plocks.release_all(self.pool);
+        }
         if let Some(l) = inner.lane.take()
             && !std::mem::take(&mut inner.parked)
         {
@@ -1725,12 +1731,17 @@ impl<'p> Tx<'p> {
         if let Some(heap) = self.pool.heap.as_ref() {
             // A published block stays unavailable: nothing to do for it.
             inner.reserved.clear();
-            match pending {
-                Some(l) => self.pool.inval.defer(l, &mut inner.freed),
-                None => heap.release_frees(&mut inner.freed),
+            // (Most transactions free and drop nothing: no call then.)
+            if !inner.freed.is_empty() {
+                match pending {
+                    Some(l) => self.pool.inval.defer(l, &mut inner.freed),
+                    None => heap.release_frees(&mut inner.freed),
+                }
             }
-            for r in inner.dropped.drain(..) {
-                heap.cancel(r);
+            if !inner.dropped.is_empty() {
+                for r in inner.dropped.drain(..) {
+                    heap.cancel(r);
+                }
             }
         }
         inner.redo.clear();
