@@ -18,23 +18,10 @@
 
 mod common;
 
+use common::word_acts::{self, WordAct as Act};
 use common::{Harness, Rng};
-use pmem_tx::{Error, PPtr};
+use pmem_tx::Error;
 use std::sync::Mutex;
-
-/// One action of a transaction on the first `WORDS` words of the root.
-#[derive(Clone, Copy, Debug)]
-enum Act {
-    /// `tx.write` of a u64 at word `w` (deferred).
-    Word(u64, u64),
-    /// `tx.write` of a `[u64; 2]` at words `w, w+1` (deferred).
-    Pair(u64, u64),
-    /// `tx.replace` of word `w` (deferred, its old value read under an
-    /// exclusive lock).
-    Replace(u64, u64),
-    /// `get_mut` of slot `s` (8 words, snapshot), filled with a byte.
-    Slot(u64, u8),
-}
 
 /// Three cache lines: consecutive transactions overlap on most words.
 const WORDS: u64 = 24;
@@ -64,22 +51,8 @@ fn deferred_writes_across_lanes_survive_every_crash() {
             move |pool, root| {
                 std::thread::scope(|sc| {
                     sc.spawn(|| {
-                        let words: PPtr<u64> = root.cast();
                         pool.transaction(|tx| -> Result<(), Error> {
-                            for &a in &run {
-                                match a {
-                                    Act::Word(w, v) => tx.write(words.at(w), v)?,
-                                    Act::Pair(w, v) => {
-                                        tx.write(words.at(w).cast::<[u64; 2]>(), [v, !v])?
-                                    }
-                                    Act::Replace(w, v) => {
-                                        tx.replace(words.at(w), v)?;
-                                    }
-                                    Act::Slot(s, b) => {
-                                        tx.get_mut(root.cast::<[u8; 64]>().at(s))?.fill(b)
-                                    }
-                                }
-                            }
+                            word_acts::run(tx, root, &run)?;
                             lanes.lock().unwrap().push(tx.lane());
                             Ok(())
                         })
@@ -88,25 +61,7 @@ fn deferred_writes_across_lanes_survive_every_crash() {
                 });
                 true
             },
-            move |m| {
-                for a in acts {
-                    match a {
-                        Act::Word(w, v) | Act::Replace(w, v) => {
-                            let o = w as usize * 8;
-                            m[o..o + 8].copy_from_slice(&v.to_ne_bytes());
-                        }
-                        Act::Pair(w, v) => {
-                            let o = w as usize * 8;
-                            m[o..o + 8].copy_from_slice(&v.to_ne_bytes());
-                            m[o + 8..o + 16].copy_from_slice(&(!v).to_ne_bytes());
-                        }
-                        Act::Slot(s, b) => {
-                            let o = s as usize * 64;
-                            m[o..o + 64].fill(b);
-                        }
-                    }
-                }
-            },
+            move |m| word_acts::apply(m, &acts),
         );
     }
     let lanes = lanes.into_inner().unwrap();

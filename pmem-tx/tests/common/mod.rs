@@ -17,6 +17,8 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub mod word_acts;
+
 /// Root size used by the workloads.
 pub const ROOT: usize = 64 * 1024;
 pub type Root = [u8; ROOT];
