@@ -29,16 +29,14 @@
 //! slot written holds the value of the last transaction that wrote it.
 
 use crate::common::{Args, BenchError, Ctx, Result, prefault, splitmix64};
+use crate::tx_update::{NSLOTS, Root, SLOT_BYTES, Slot, slot_range};
 use pmem_obj::{Error, PPtr, Pool};
 use std::sync::Barrier;
 use std::time::Instant;
 
 const USAGE: &str =
     "tx_paths <pool> <threads> <blocks> [block_ops=10000] [pool_MiB=1024] [seed=42]";
-const NSLOTS: u64 = 250_000;
 const HOT_SLOTS: u64 = 64;
-type Slot = [u64; 8];
-type Root = [Slot; NSLOTS as usize];
 
 /// The variants, in the order each round runs them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,8 +77,7 @@ struct Stream {
 
 impl Stream {
     fn new(t: u64, threads: u64, seed: u64) -> Self {
-        let lo = t * NSLOTS / threads;
-        let hi = (t + 1) * NSLOTS / threads;
+        let (lo, hi) = slot_range(t, threads);
         Stream {
             lo,
             n: hi - lo,
@@ -122,7 +119,7 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     let pool = ctx.open_or_create(path, "pmem-bench-tx-paths", pool_mib)?;
     let root = pool.root::<Root>()?;
     let slots: PPtr<Slot> = root.cast();
-    prefault(&pool, root.cast(), NSLOTS * 64)?;
+    prefault(&pool, root.cast(), NSLOTS * SLOT_BYTES)?;
 
     let barrier = Barrier::new(threads as usize);
     let mut secs = [0f64; VARIANTS.len()];
@@ -259,7 +256,7 @@ fn verify(
         }
     }
     let got: Vec<u64> = pool
-        .read_bytes(root.cast(), NSLOTS * 64)?
+        .read_bytes(root.cast(), NSLOTS * SLOT_BYTES)?
         .chunks_exact(8)
         .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
         .collect();

@@ -20,10 +20,10 @@ use std::time::Instant;
 
 const USAGE: &str = "tx_update <pool> <threads> <ops_per_thread> [pool_MiB=1024] [seed=42]";
 const NPAIRS: u64 = 1_000_000;
-const SLOT_BYTES: u64 = 64;
-const NSLOTS: u64 = NPAIRS * 16 / SLOT_BYTES;
-type Slot = [u64; 8];
-type Root = [Slot; NSLOTS as usize];
+pub(crate) const SLOT_BYTES: u64 = 64;
+pub(crate) const NSLOTS: u64 = NPAIRS * 16 / SLOT_BYTES;
+pub(crate) type Slot = [u64; 8];
+pub(crate) type Root = [Slot; NSLOTS as usize];
 
 /// Runs the workload.
 pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
@@ -65,7 +65,8 @@ pub fn run(ctx: &Ctx, args: &[String]) -> Result<()> {
     verify(&pool, root, threads, ops, seed)
 }
 
-fn slot_range(t: u64, threads: u64) -> (u64, u64) {
+/// Thread `t`'s slots: `lo..hi`.
+pub(crate) fn slot_range(t: u64, threads: u64) -> (u64, u64) {
     (t * NSLOTS / threads, (t + 1) * NSLOTS / threads)
 }
 
