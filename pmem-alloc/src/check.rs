@@ -119,8 +119,8 @@ pub(crate) fn walk<M: Media + ?Sized>(
                 Err(e) => problems.push(format!("run at chunk {c}: {e}")),
             },
             ChunkHeader::Huge { span } => {
-                let h = alloc_header(m, geo.chunk_off(c) + ALLOC_HEADER_SIZE);
-                if h.size > u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE {
+                let h = alloc_header(m, geo.chunk_off(c) + geo.huge_data);
+                if h.size > geo.huge_usable(span) {
                     problems.push(format!(
                         "huge object at chunk {c}: allocation header size {} exceeds its span of {span} chunks",
                         h.size
@@ -210,10 +210,13 @@ fn check_media<M: Media + ?Sized>(
     let mut r = HeapReport::default();
     let mut hb = vec![0u8; HEAP_HEADER_SIZE as usize];
     m.read(geo.region_offset, &mut hb);
-    if let Err(e) = HeapHeader::validate(&hb, geo) {
-        r.problems.push(e.to_string());
-        return r;
-    }
+    let geo = &match HeapHeader::validate(&hb, geo) {
+        Ok(version) => geo.with_version(version),
+        Err(e) => {
+            r.problems.push(e.to_string());
+            return r;
+        }
+    };
     let mut owner = vec![0u8; geo.chunk_count as usize];
     let mut problems = Vec::new();
     let mut header_problems = Vec::new();
@@ -253,7 +256,7 @@ fn check_media<M: Media + ?Sized>(
             r.huge += 1;
             r.objects += 1;
             r.used_bytes += u64::from(span) * CHUNK_SIZE;
-            let h = alloc_header(m, geo.chunk_off(first) + ALLOC_HEADER_SIZE);
+            let h = alloc_header(m, geo.chunk_off(first) + geo.huge_data);
             *r.objects_by_type.entry(h.type_num).or_default() += 1;
         }
     });
@@ -373,10 +376,9 @@ impl Heap {
                         );
                     }
                 }
-                Span::Huge { first, span } => push(
-                    geo.chunk_off(first) + ALLOC_HEADER_SIZE,
-                    u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE,
-                ),
+                Span::Huge { first, span } => {
+                    push(geo.chunk_off(first) + geo.huge_data, geo.huge_usable(span))
+                }
             }
         });
         out

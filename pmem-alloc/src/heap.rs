@@ -61,11 +61,11 @@ enum Where {
 
 impl Where {
     /// Usable bytes of the block or span (its size less the allocation
-    /// header).
-    fn usable(&self) -> u64 {
+    /// header, and for a span the bytes before the header).
+    fn usable(&self, geo: &Geometry) -> u64 {
         match *self {
             Where::Block { class, .. } => class.block - ALLOC_HEADER_SIZE,
-            Where::Huge { span, .. } => u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE,
+            Where::Huge { span, .. } => geo.huge_usable(span),
         }
     }
 }
@@ -345,7 +345,7 @@ impl Heap {
 
     /// Largest object [`reserve`](Self::reserve) could ever satisfy.
     pub fn max_alloc(&self) -> u64 {
-        self.geo.chunk_count * CHUNK_SIZE - ALLOC_HEADER_SIZE
+        self.geo.chunk_count * CHUNK_SIZE - self.geo.huge_data
     }
 
     /// Reserves space for an object of `size` bytes with `type_num`:
@@ -366,7 +366,7 @@ impl Heap {
             });
         }
         let need = size + ALLOC_HEADER_SIZE;
-        let span = need.div_ceil(CHUNK_SIZE) as u32;
+        let span = (size + self.geo.huge_data).div_ceil(CHUNK_SIZE) as u32;
         match class_for(need) {
             Some(c) => match self.reserve_block(p, c, size, type_num) {
                 Err(Error::OutOfSpace { .. }) if c.chunks > 1 => {
@@ -459,8 +459,8 @@ impl Heap {
                         },
                     );
                     return Ok(Reservation {
-                        off: self.geo.chunk_off(first) + ALLOC_HEADER_SIZE,
-                        usable: u64::from(span) * CHUNK_SIZE - ALLOC_HEADER_SIZE,
+                        off: self.geo.chunk_off(first) + self.geo.huge_data,
+                        usable: self.geo.huge_usable(span),
                         size,
                         type_num,
                         slot: Slot::Huge { first, span },
@@ -706,7 +706,7 @@ impl Heap {
                 })
             }
             Owner::Huge { first, span } => (first == c
-                && off == self.geo.chunk_off(first) + ALLOC_HEADER_SIZE)
+                && off == self.geo.chunk_off(first) + self.geo.huge_data)
                 .then_some(Where::Huge { first, span }),
             Owner::Free => None,
         }
@@ -727,7 +727,7 @@ impl Heap {
         let live = Live::new(p);
         let not = Error::NotAllocated { off };
         let at = self.locate(off).ok_or(Error::NotAllocated { off })?;
-        let usable = at.usable();
+        let usable = at.usable(&self.geo);
         match at {
             Where::Block { first, class, idx } => {
                 let run = self
@@ -830,7 +830,7 @@ impl Heap {
             }
             Owner::Huge { first, span } => {
                 let start = self.geo.chunk_off(first);
-                off >= start + ALLOC_HEADER_SIZE && end <= start + u64::from(span) * CHUNK_SIZE
+                off >= start + self.geo.huge_data && end <= start + u64::from(span) * CHUNK_SIZE
             }
             Owner::Free => false,
         }
@@ -852,7 +852,7 @@ impl Heap {
         if !published {
             return Err(Error::NotAllocated { off });
         }
-        let usable = at.usable();
+        let usable = at.usable(&self.geo);
         let mut b = [0u8; 16];
         live.read(off - ALLOC_HEADER_SIZE, &mut b);
         let h = AllocHeader::from_bytes(&b);

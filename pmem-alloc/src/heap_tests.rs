@@ -42,7 +42,7 @@ impl Heap {
         match g.huge.range(..=c).next_back() {
             Some((&first, h)) if c < first + h.span => {
                 let start = self.geo.chunk_off(first);
-                off >= start + ALLOC_HEADER_SIZE && end <= start + u64::from(h.span) * CHUNK_SIZE
+                off >= start + self.geo.huge_data && end <= start + u64::from(h.span) * CHUNK_SIZE
             }
             _ => false,
         }
@@ -56,7 +56,7 @@ impl Heap {
         }
         let g = sync::lock(&self.global);
         let h = g.huge.get(&c)?;
-        (off == self.geo.chunk_off(c) + ALLOC_HEADER_SIZE).then_some((c, h.span, true))
+        (off == self.geo.chunk_off(c) + self.geo.huge_data).then_some((c, h.span, true))
     }
 }
 

@@ -19,8 +19,22 @@ pub const ALLOC_HEADER_SIZE: u64 = 16;
 pub const RUN_HEADER_SIZE: u64 = 64;
 /// Heap header magic: ASCII `PMOHEAP1`.
 pub const HEAP_MAGIC: [u8; 8] = *b"PMOHEAP1";
-/// Heap format version.
-pub const HEAP_VERSION: u32 = 1;
+/// Heap format version written by `format`. Version 2 puts a huge
+/// object's data on a cache line ([`HUGE_DATA_OFF`]); version 1 heaps,
+/// whose huge objects start 16 bytes into their first chunk, are still
+/// opened and checked ([`Geometry::huge_data`]).
+pub const HEAP_VERSION: u32 = 2;
+/// The oldest heap format version this library opens.
+pub const HEAP_VERSION_MIN: u32 = 1;
+/// Offset of a huge object's data from the start of its first chunk
+/// (version 2): its allocation header takes the 16 bytes before the data,
+/// and the 48 bytes before the header are unused. So an element of a
+/// large array whose size divides 64 lies in one cache line: one lock
+/// stripe, one flushed line.
+pub const HUGE_DATA_OFF: u64 = 64;
+/// [`HUGE_DATA_OFF`] of a version 1 heap: right after the header.
+pub const HUGE_DATA_OFF_V1: u64 = ALLOC_HEADER_SIZE;
+const_assert!(HUGE_DATA_OFF.is_multiple_of(64) && HUGE_DATA_OFF >= ALLOC_HEADER_SIZE);
 /// Version of the size-class table (class indexes are stored in chunk
 /// headers, so the table is part of the format).
 pub const CLASS_TABLE_VERSION: u32 = 1;
@@ -120,8 +134,10 @@ impl HeapHeader {
         b
     }
 
-    /// Decodes and validates `b` (4096 bytes) against the expected geometry.
-    pub fn validate(b: &[u8], g: &Geometry) -> Result<()> {
+    /// Decodes and validates `b` (4096 bytes) against the expected
+    /// geometry; returns the heap's format version (for
+    /// [`Geometry::with_version`]).
+    pub fn validate(b: &[u8], g: &Geometry) -> Result<u32> {
         if b.len() != HEAP_HEADER_SIZE as usize {
             return Err(corrupt("heap header is truncated"));
         }
@@ -139,9 +155,11 @@ impl HeapHeader {
             )));
         }
         let version = u32_at(b, 0x08);
-        if version != HEAP_VERSION || u32_at(b, 0x0C) != CLASS_TABLE_VERSION {
+        if !(HEAP_VERSION_MIN..=HEAP_VERSION).contains(&version)
+            || u32_at(b, 0x0C) != CLASS_TABLE_VERSION
+        {
             return Err(corrupt(format!(
-                "heap format version {version} / class table {} is not supported (expected {HEAP_VERSION} / {CLASS_TABLE_VERSION})",
+                "heap format version {version} / class table {} is not supported (expected {HEAP_VERSION_MIN} to {HEAP_VERSION} / {CLASS_TABLE_VERSION})",
                 u32_at(b, 0x0C)
             )));
         }
@@ -163,7 +181,7 @@ impl HeapHeader {
         if b[0x40..0xFFC].iter().any(|&x| x != 0) {
             return Err(corrupt("heap header reserved bytes are not zero"));
         }
-        Ok(())
+        Ok(version)
     }
 }
 
@@ -180,6 +198,10 @@ pub struct Geometry {
     pub chunk_count: u64,
     /// Pool offset of chunk 0 (4 KiB aligned).
     pub chunks_offset: u64,
+    /// Offset of a huge object's data from its first chunk: set by the
+    /// heap header's version ([`HUGE_DATA_OFF`], or [`HUGE_DATA_OFF_V1`]
+    /// for a version 1 heap).
+    pub huge_data: u64,
 }
 
 /// Rounds `x` up to a multiple of 4096.
@@ -222,7 +244,24 @@ impl Geometry {
             table_offset,
             chunk_count: n,
             chunks_offset: table_offset + page_up(n * 8),
+            huge_data: HUGE_DATA_OFF,
         })
+    }
+
+    /// This geometry for a heap of format `version` (as
+    /// [`HeapHeader::validate`] returned it).
+    pub fn with_version(self, version: u32) -> Self {
+        let huge_data = if version == 1 {
+            HUGE_DATA_OFF_V1
+        } else {
+            HUGE_DATA_OFF
+        };
+        Geometry { huge_data, ..self }
+    }
+
+    /// Usable bytes of a huge object spanning `span` chunks.
+    pub fn huge_usable(&self, span: u32) -> u64 {
+        u64::from(span) * CHUNK_SIZE - self.huge_data
     }
 
     /// Pool offset of chunk `c`'s header word.

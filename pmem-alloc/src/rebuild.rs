@@ -24,7 +24,7 @@ impl Heap {
     /// heap's redo ops (applied atomically) and into the data of objects
     /// the caller reserved or allocated.
     pub unsafe fn open(p: &Persister, region: HeapRegion) -> Result<Heap> {
-        let geo = Geometry::new(region.offset, region.size, p.len() as u64)?;
+        let mut geo = Geometry::new(region.offset, region.size, p.len() as u64)?;
         let live = Live::new(p);
         let mut magic = [0u8; 8];
         live.read(geo.region_offset, &mut magic);
@@ -33,7 +33,7 @@ impl Heap {
         } else {
             let mut hb = vec![0u8; HEAP_HEADER_SIZE as usize];
             live.read(geo.region_offset, &mut hb);
-            HeapHeader::validate(&hb, &geo)?;
+            geo = geo.with_version(HeapHeader::validate(&hb, &geo)?);
         }
         let mut problems = Vec::new();
         let mut r = Rebuilt {

@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
-use pmem_alloc::Error;
 use pmem_alloc::class::{MAX_RUN_BLOCK, classes};
-use pmem_alloc::layout::CHUNK_SIZE;
+use pmem_alloc::layout::{CHUNK_SIZE, HUGE_DATA_OFF, HUGE_DATA_OFF_V1};
+use pmem_alloc::{Error, check_bytes};
 
 const MIB: u64 = 1 << 20;
 
@@ -30,7 +30,11 @@ fn every_class_boundary_and_huge_round_trip() {
         if let Some(c) = classes().iter().find(|c| c.block >= s + 16) {
             assert_eq!(info.usable, c.block - 16, "size {s}");
         } else {
-            assert_eq!(info.usable, (s + 16).div_ceil(CHUNK_SIZE) * CHUNK_SIZE - 16);
+            // A huge span: the data starts a cache line into its first
+            // chunk (heap format 2).
+            let span = (s + HUGE_DATA_OFF).div_ceil(CHUNK_SIZE);
+            assert_eq!(info.usable, span * CHUNK_SIZE - HUGE_DATA_OFF, "size {s}");
+            assert_eq!(off % 64, 0, "huge object of {s} bytes at {off:#x}");
         }
         got.push(info);
     }
@@ -347,4 +351,63 @@ fn fence_counts_of_reserve_header_and_free() {
     heap.cancel(h);
     assert_eq!(sim.counters().fences, 0);
     assert!(sim.is_fully_persisted(), "nothing left unflushed");
+}
+
+/// Stores `bytes` at pool offset `off` of the live mapping.
+fn poke_bytes(f: &Fixture, off: u64, bytes: &[u8]) {
+    let raw = f.raw.as_ref().unwrap();
+    assert!(off + bytes.len() as u64 <= raw.size());
+    // SAFETY: the range lies inside the live mapping of this pool; the
+    // test is single-threaded, the heap over it is closed, and no
+    // reference into the pool is alive.
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), raw.base().add(off as usize), bytes.len())
+    };
+}
+
+/// A heap of format version 1 (huge objects' data 16 bytes into their
+/// first chunk) still opens, allocates huge objects where version 1 put
+/// them, finds them again after a reopen, and checks clean, live and
+/// offline.
+#[test]
+fn version_1_heap_keeps_its_huge_layout() {
+    let mut f = Fixture::new(16 * MIB);
+    let g = f.heap().geometry();
+    assert_eq!(g.huge_data, HUGE_DATA_OFF);
+    // Turn the fresh heap's header into version 1's, checksum and all.
+    f.heap = None;
+    let at = g.region_offset;
+    poke_bytes(&f, at + 8, &1u32.to_le_bytes());
+    let mut hb = vec![0u8; 0xFFC];
+    // SAFETY: the header lies inside the live mapping; nothing writes it
+    // while it is read.
+    unsafe {
+        let raw = f.raw.as_ref().unwrap();
+        std::ptr::copy_nonoverlapping(raw.base().add(at as usize), hb.as_mut_ptr(), hb.len())
+    };
+    poke_bytes(&f, at + 0xFFC, &pmem_pool::crc::crc32c(&hb).to_le_bytes());
+    f.reopen();
+    assert_eq!(f.heap().geometry().huge_data, HUGE_DATA_OFF_V1);
+
+    // Above the largest run class (917504 bytes): a huge span.
+    let size = 4 * CHUNK_SIZE;
+    let off = f.alloc(size, 9).unwrap();
+    let small = f.alloc(100, 3).unwrap();
+    let first = (off - HUGE_DATA_OFF_V1 - g.chunks_offset) / CHUNK_SIZE;
+    assert_eq!(off, g.chunks_offset + first * CHUNK_SIZE + HUGE_DATA_OFF_V1);
+    let info = f.heap().alloc_info(f.p(), off).unwrap();
+    assert_eq!(info.usable, 5 * CHUNK_SIZE - HUGE_DATA_OFF_V1);
+    assert!(f.heap().alloc_info(f.p(), off + 48).is_err());
+
+    f.reopen();
+    let info = f.heap().alloc_info(f.p(), off).unwrap();
+    assert_eq!((info.size, info.type_num), (size, 9));
+    assert_eq!(f.heap().alloc_info(f.p(), small).unwrap().type_num, 3);
+    assert_eq!(assert_ok(f.heap(), f.p()).objects, 2);
+    let bytes = std::fs::read(&f.path).unwrap();
+    assert!(check_bytes(&bytes, region(f.raw.as_ref().unwrap())).is_ok());
+    f.free(off).unwrap();
+    f.reopen();
+    assert!(f.heap().alloc_info(f.p(), off).is_err());
+    assert_eq!(assert_ok(f.heap(), f.p()).objects, 1);
 }

@@ -356,7 +356,9 @@ impl Pool {
 
     /// The root object, created zeroed on first use (allocated from the
     /// heap, with type number [`ROOT_TYPE_NUM`]). Its size is fixed at
-    /// creation: asking for a type of another size is an error.
+    /// creation: asking for a type of another size is an error. Like any
+    /// object, it is 16-byte aligned, and on a 64-byte cache line when
+    /// larger than 896 KiB ([`Tx::alloc`](crate::Tx::alloc)).
     pub fn root<T: Persistent>(&self) -> Result<PPtr<T>> {
         let size = size_of::<T>().max(1) as u64;
         let make = |off| PPtr::<T>::from_raw(self.id, off);

@@ -881,6 +881,11 @@ impl<'p> Tx<'p> {
     /// Allocates a `T` holding `value` (type number 0); it becomes
     /// reachable only through what this transaction stores, and vanishes if
     /// it aborts. No snapshot is needed for it.
+    ///
+    /// Object data is 16-byte aligned. Objects above 896 KiB (a huge span
+    /// of the heap) start on a 64-byte cache line, so an element of a
+    /// large array whose size divides 64 bytes lies in one line: a
+    /// transaction that changes it locks one stripe and flushes one line.
     pub fn alloc<T: Persistent>(&mut self, value: T) -> Result<PPtr<T>> {
         self.alloc_typed(0, value)
     }
