@@ -10,6 +10,12 @@
 //! the same slow and fast phases of the machine. The first round is
 //! warm-up and is not counted.
 //!
+//! Check a difference it shows against the tx_update program before
+//! relying on it: in the twelfth session it put `write` 13-18 % ahead of
+//! `get_mut` on one thread, where the program found them level
+//! (BENCHMARKS.md, change 54). The variants always run in the same order,
+//! each block after another variant's.
+//!
 //! Variants, with tx_update's root, slots and values:
 //! - `get_mut`: tx_update itself: `tx.get_mut(slot)` (snapshot: undo log)
 //!   and eight stores through the guard;
