@@ -11,10 +11,9 @@
 //! warm-up and is not counted.
 //!
 //! Check a difference it shows against the tx_update program before
-//! relying on it: in the twelfth session it put `write` 13-18 % ahead of
-//! `get_mut` on one thread, where the program found them level
-//! (BENCHMARKS.md, change 54). The variants always run in the same order,
-//! each block after another variant's.
+//! relying on it: on two threads in the twelfth session it put `write`
+//! about 3 % behind `get_mut`, where the program found it 17 % behind
+//! (BENCHMARKS.md, change 54). On one thread the two agreed.
 //!
 //! Variants, with tx_update's root, slots and values:
 //! - `get_mut`: tx_update itself: `tx.get_mut(slot)` (snapshot: undo log)
