@@ -12,8 +12,9 @@
 //!
 //! Check a difference it shows against the tx_update program before
 //! relying on it: on two threads in the twelfth session it put `write`
-//! about 3 % behind `get_mut`, where the program found it 17 % behind
-//! (BENCHMARKS.md, change 54). On one thread the two agreed.
+//! about 3 % behind `get_mut`, where the program found it 17 % behind,
+//! and on one thread 7-18 % ahead, where the program found them level
+//! (BENCHMARKS.md, change 54).
 //!
 //! Variants, with tx_update's root, slots and values:
 //! - `get_mut`: tx_update itself: `tx.get_mut(slot)` (snapshot: undo log)

@@ -553,11 +553,11 @@ impl<'p> Tx<'p> {
     /// transaction first stores it in place (snapshotted, as
     /// [`get_mut`](Self::get_mut) would), so every read sees it.
     ///
-    /// The fence it saves pays on one thread: a 64-byte update through it
-    /// is about 1.27× as fast as through `get_mut`. With several threads
-    /// writing at once, each thread's drains read the lanes the others'
-    /// redo commits left parked, and `get_mut` is faster (17 % on two
-    /// threads; BENCHMARKS.md, changes 48, 49 and 54).
+    /// The fence it saves is eaten by the redo path's extra CPU work: for
+    /// a 64-byte update it is level with `get_mut` on one thread. With
+    /// several threads writing at once, each thread's drains read the
+    /// lanes the others' redo commits left parked, and `get_mut` is faster
+    /// (11-17 % on two threads; BENCHMARKS.md, changes 48, 49 and 54).
     pub fn write<T: Persistent>(&mut self, p: PPtr<T>, value: T) -> Result<()> {
         let off = self.pool.check_typed(p)?;
         self.write_at(p, off, value)
