@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use pmem_alloc::class::{MAX_RUN_BLOCK, classes};
-use pmem_alloc::layout::{CHUNK_SIZE, HUGE_DATA_OFF, HUGE_DATA_OFF_V1};
+use pmem_alloc::layout::{CHUNK_SIZE, HUGE_DATA_OFF, HUGE_DATA_OFF_V1, HeapHeader};
 use pmem_alloc::{Error, check_bytes};
 
 const MIB: u64 = 1 << 20;
@@ -376,16 +376,10 @@ fn version_1_heap_keeps_its_huge_layout() {
     assert_eq!(g.huge_data, HUGE_DATA_OFF);
     // Turn the fresh heap's header into version 1's, checksum and all.
     f.heap = None;
-    let at = g.region_offset;
-    poke_bytes(&f, at + 8, &1u32.to_le_bytes());
-    let mut hb = vec![0u8; 0xFFC];
-    // SAFETY: the header lies inside the live mapping; nothing writes it
-    // while it is read.
-    unsafe {
-        let raw = f.raw.as_ref().unwrap();
-        std::ptr::copy_nonoverlapping(raw.base().add(at as usize), hb.as_mut_ptr(), hb.len())
-    };
-    poke_bytes(&f, at + 0xFFC, &pmem_pool::crc::crc32c(&hb).to_le_bytes());
+    let mut h = HeapHeader::new(&g);
+    h.version = 1;
+    h.crc32 = pmem_pool::crc::crc32c(&h.to_bytes()[..0xFFC]);
+    poke_bytes(&f, g.region_offset, &h.to_bytes());
     f.reopen();
     assert_eq!(f.heap().geometry().huge_data, HUGE_DATA_OFF_V1);
 
@@ -393,8 +387,7 @@ fn version_1_heap_keeps_its_huge_layout() {
     let size = 4 * CHUNK_SIZE;
     let off = f.alloc(size, 9).unwrap();
     let small = f.alloc(100, 3).unwrap();
-    let first = (off - HUGE_DATA_OFF_V1 - g.chunks_offset) / CHUNK_SIZE;
-    assert_eq!(off, g.chunks_offset + first * CHUNK_SIZE + HUGE_DATA_OFF_V1);
+    assert_eq!((off - g.chunks_offset) % CHUNK_SIZE, HUGE_DATA_OFF_V1);
     let info = f.heap().alloc_info(f.p(), off).unwrap();
     assert_eq!(info.usable, 5 * CHUNK_SIZE - HUGE_DATA_OFF_V1);
     assert!(f.heap().alloc_info(f.p(), off + 48).is_err());
