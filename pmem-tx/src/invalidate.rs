@@ -1,5 +1,6 @@
 //! Lazy log invalidation: a transaction's generation bump is stored at
-//! commit, but flushed and fenced by the next drain of any transaction.
+//! commit, but flushed and fenced by a later drain: its thread's next one,
+//! or that of a transaction that depends on it.
 //!
 //! A transaction's commit record carries a checksum of its data, so data
 //! and record share one fence and recovery keeps the transaction whenever
@@ -7,7 +8,10 @@
 //! later change to the same bytes reaching the media while the record is
 //! still valid: recovery would see a mismatch and roll a finished
 //! transaction back. Every later change is preceded by a drain that also
-//! persists the generation words of all lanes whose bump is not yet fenced:
+//! persists the generation words of the lanes whose bump is not yet fenced
+//! and that the change may depend on: the lanes named by the tags of the
+//! stripes the changing transaction took (`locks::Tag`), or every such
+//! lane for a transaction that changes bytes no stripe covers:
 //! - a snapshotted write: the snapshot's drain (fence 1) precedes it;
 //! - a write without snapshot to non-fresh bytes (`NO_SNAPSHOT`): `Tx::add`
 //!   drains first when any bump is pending;
@@ -592,6 +596,10 @@ impl Invalidation {
     /// bumping right now is waited for (a few stores), so that its word,
     /// stored, is flushed below.
     ///
+    /// `flush_other` tells whether to flush the word of a marked lane that
+    /// is not the caller's own (`skip` and `mine`): a transaction that
+    /// knows which lanes its changes depend on flushes only theirs.
+    ///
     /// Returns whether this thread should [`tidy`](Self::tidy) once its
     /// transaction is over: a lane no one holds, other than `skip` and the
     /// two in `mine` (the lanes the calling thread takes turns on), is
@@ -608,6 +616,7 @@ impl Invalidation {
         claims: &mut Vec<(u32, u64)>,
         claimed_lines: &mut Vec<u64>,
         want: impl FnMut(&ParkedInfo<'_>) -> bool,
+        flush_other: impl Fn(u32) -> bool,
     ) -> bool {
         if self.any_parked() {
             let mut ordered = false;
@@ -630,8 +639,9 @@ impl Invalidation {
         for lane in self.marked() {
             let lane = lane as u32;
             marked += 1;
-            own += u32::from(is_own(lane));
-            if lane != skip {
+            let is_own = is_own(lane);
+            own += u32::from(is_own);
+            if lane != skip && (is_own || flush_other(lane)) {
                 p.flush(layout.generation_off(lane), 8);
             }
         }
@@ -744,6 +754,7 @@ impl Invalidation {
             lanes,
             &mut claims,
             &mut lines,
+            |_| true,
             |_| true,
         );
         p.drain()?;

@@ -12,9 +12,13 @@
 //! two-phase locking, which also gives them isolation); reads outside a
 //! transaction hold them for the life of the guard or the copy.
 //!
-//! A stripe word is 0 (free), `n` (held shared by `n` readers) or
-//! `EXCL | token` (held exclusively by the transaction whose lane is
-//! `token - 1`), plus a `WAIT` bit: a thread that has to wait for a stripe
+//! A stripe word holds, in its low 32 bits, 0 (free), `n` (held shared by
+//! `n` readers) or, with the `EXCL` bit, `token` (held exclusively by the
+//! transaction whose lane is `token - 1`). Bits 32 to 61 are the stripe's
+//! *tag*, kept while the stripe is free or shared: the lane (+ 1) of the
+//! last transaction that held it exclusively, which a transaction taking
+//! the stripe exclusively reads to learn whose generation bump its drains
+//! must make durable ([`Tag`]). Bit 62 is the `WAIT` bit: a thread that has to wait for a stripe
 //! sets it, and newcomers that see it queue up behind instead of taking the
 //! stripe, so a thread that commits and immediately relocks the same bytes
 //! cannot starve a waiter. A transaction that holds a stripe shared and is its only
@@ -38,6 +42,50 @@ pub const STRIPES: u64 = 1 << 17;
 const EXCL: u64 = 1 << 63;
 const WAIT: u64 = 1 << 62;
 const LOW: u64 = WAIT - 1;
+/// The reader count or the exclusive holder's token.
+const HOLD: u64 = (1 << 32) - 1;
+const TAG_SHIFT: u32 = 32;
+
+/// A stripe's tag (bits 32 to 61 of its word): which lane's generation bump
+/// may still be unfenced for bytes of the stripe.
+///
+/// A transaction that commits in place leaves its commit record valid until
+/// its lane's generation bump is durable, and no later change to its bytes
+/// may reach the media before that (`invalidate.rs`). When it releases a
+/// stripe it held exclusively, it leaves its lane in the stripe's tag: the
+/// next transaction to take the stripe exclusively makes that lane's bump
+/// durable at its drains, before it changes anything. A transaction that
+/// cannot vouch that every bump its stripes depended on is durable leaves
+/// [`Tag::UNKNOWN`], and the next one then flushes every pending bump, as a
+/// transaction that changes heap metadata always does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tag(pub(crate) u32);
+
+impl Tag {
+    /// Never held exclusively since the pool was opened.
+    pub(crate) const NONE: Tag = Tag(0);
+    /// Any lane's bump may be pending.
+    pub(crate) const UNKNOWN: Tag = Tag((1 << 30) - 1);
+
+    /// The tag naming `lane`.
+    #[cfg(test)]
+    pub(crate) fn lane(lane: u32) -> Tag {
+        Tag::token(u64::from(lane) + 1)
+    }
+
+    /// The tag naming the lane whose lock token is `token` (the lane + 1).
+    pub(crate) fn token(token: u64) -> Tag {
+        Tag(token.min(u64::from(Tag::UNKNOWN.0)) as u32)
+    }
+
+    fn of(word: u64) -> Tag {
+        Tag(((word & LOW) >> TAG_SHIFT) as u32)
+    }
+
+    fn bits(self) -> u64 {
+        u64::from(self.0) << TAG_SHIFT
+    }
+}
 
 /// Lock mode held on a stripe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +144,7 @@ impl RangeLocks {
                 return false;
             }
             // A waiter that gets in clears the flag; others still waiting
-            // set it again.
+            // set it again. The tag stays.
             let new = (cur & LOW) + 1;
             match w.compare_exchange_weak(cur, new, Ordering::Acquire, Ordering::Relaxed) {
                 Ok(_) => return true,
@@ -106,17 +154,22 @@ impl RangeLocks {
     }
 
     /// One attempt at an exclusive lock (from free, or from the caller's
-    /// sole shared hold when `upgrade`).
-    fn try_exclusive(&self, s: u32, token: u64, upgrade: bool, waiter: bool) -> bool {
+    /// sole shared hold when `upgrade`); returns the stripe's tag if it
+    /// got the lock. `token` must fit in 32 bits.
+    fn try_exclusive(&self, s: u32, token: u64, upgrade: bool, waiter: bool) -> Option<Tag> {
+        debug_assert!(token != 0 && token <= HOLD);
         let w = self.word(s);
         let cur = w.load(Ordering::Relaxed);
         let base = u64::from(upgrade);
         // An upgrader already holds the stripe: a queued waiter waits for
         // it anyway, so the flag does not stop it.
-        let ok = cur & !WAIT == base && (cur & WAIT == 0 || waiter || upgrade);
-        ok && w
+        let ok = cur & (EXCL | HOLD) == base && (cur & WAIT == 0 || waiter || upgrade);
+        // Acquire: the tag and the bump it names were stored before the
+        // releaser's unlock.
+        (ok && w
             .compare_exchange(cur, EXCL | token, Ordering::Acquire, Ordering::Relaxed)
-            .is_ok()
+            .is_ok())
+        .then(|| Tag::of(cur))
     }
 
     /// Queues behind stripe `s` and retries `attempt` (as a waiter) up to
@@ -130,8 +183,9 @@ impl RangeLocks {
         })
     }
 
-    /// One attempt at an exclusive lock from free, never waiting.
-    pub(crate) fn try_lock_exclusive(&self, s: u32, token: u64) -> bool {
+    /// One attempt at an exclusive lock from free, never waiting; the
+    /// stripe's tag if it got it.
+    pub(crate) fn try_lock_exclusive(&self, s: u32, token: u64) -> Option<Tag> {
         self.try_exclusive(s, token, false, false)
     }
 
@@ -146,33 +200,59 @@ impl RangeLocks {
         self.try_shared(s, false) || self.wait(s, |w| self.try_shared(s, w))
     }
 
-    /// Takes stripe `s` exclusively. An upgrade (the caller holds it
-    /// shared) only spins briefly: two readers that both wait to upgrade
-    /// would wait for each other, so one of them must give up at once.
-    pub(crate) fn lock_exclusive(&self, s: u32, token: u64, upgrade: bool) -> bool {
+    /// Takes stripe `s` exclusively; returns its tag, or `None` when it
+    /// timed out. An upgrade (the caller holds it shared) only spins
+    /// briefly: two readers that both wait to upgrade would wait for each
+    /// other, so one of them must give up at once.
+    pub(crate) fn lock_exclusive(&self, s: u32, token: u64, upgrade: bool) -> Option<Tag> {
         if upgrade {
-            return (0..1024).any(|_| {
-                let ok = self.try_exclusive(s, token, true, false);
-                if !ok {
+            return (0..1024).find_map(|_| {
+                let got = self.try_exclusive(s, token, true, false);
+                if got.is_none() {
                     std::hint::spin_loop();
                 }
-                ok
+                got
             });
         }
-        self.try_exclusive(s, token, false, false)
-            || self.wait(s, |w| self.try_exclusive(s, token, false, w))
+        if let Some(t) = self.try_exclusive(s, token, false, false) {
+            return Some(t);
+        }
+        let mut tag = None;
+        self.wait(s, |w| {
+            tag = self.try_exclusive(s, token, false, w);
+            tag.is_some()
+        });
+        tag
     }
 
-    pub(crate) fn unlock(&self, s: u32, mode: Mode) {
-        match mode {
-            Mode::Shared => {
-                self.word(s).fetch_sub(1, Ordering::Release);
-            }
-            // Keep a waiter's flag: it is still queued.
-            Mode::Exclusive => {
-                self.word(s).fetch_and(WAIT, Ordering::Release);
-            }
-        }
+    /// Gives up a shared hold of stripe `s` (its tag stays).
+    pub(crate) fn unlock_shared(&self, s: u32) {
+        self.word(s).fetch_sub(1, Ordering::Release);
+    }
+
+    /// Gives up stripe `s`, held exclusively with `token`, leaving `tag`.
+    pub(crate) fn unlock_exclusive(&self, s: u32, token: u64, tag: Tag) {
+        self.unlock_exclusive_with(s, self.exclusive_release(token, tag));
+    }
+
+    /// What [`unlock_exclusive_with`](Self::unlock_exclusive_with) takes
+    /// to give up stripes held with `token`, leaving `tag`.
+    pub(crate) fn exclusive_release(&self, token: u64, tag: Tag) -> u64 {
+        EXCL | token | tag.bits()
+    }
+
+    /// Gives up stripe `s` held exclusively; `bits` from
+    /// [`exclusive_release`](Self::exclusive_release).
+    pub(crate) fn unlock_exclusive_with(&self, s: u32, bits: u64) {
+        // The word is `EXCL | token`, plus a waiter's flag that must stay
+        // (it is still queued): flipping exactly those bits leaves the
+        // flag and the tag. Release: the tag's bump is stored before.
+        let prev = self.word(s).fetch_xor(bits, Ordering::Release);
+        debug_assert_eq!(
+            prev & !WAIT,
+            bits & (EXCL | HOLD),
+            "stripe {s} not held with the token"
+        );
     }
 }
 
@@ -255,32 +335,79 @@ mod tests {
         let t = RangeLocks::new(Duration::from_millis(1));
         assert!(t.lock_shared(5));
         assert!(t.lock_shared(5));
-        assert!(!t.lock_exclusive(5, 1, true), "two readers: no upgrade");
-        t.unlock(5, Mode::Shared);
-        assert!(t.lock_exclusive(5, 1, true), "sole reader upgrades");
+        assert!(
+            t.lock_exclusive(5, 1, true).is_none(),
+            "two readers: no upgrade"
+        );
+        t.unlock_shared(5);
+        assert_eq!(
+            t.lock_exclusive(5, 1, true),
+            Some(Tag::NONE),
+            "sole reader upgrades"
+        );
         assert!(!t.lock_shared(5));
-        assert!(!t.lock_exclusive(5, 2, false));
-        t.unlock(5, Mode::Exclusive);
-        assert!(t.lock_exclusive(5, 2, false));
-        t.unlock(5, Mode::Exclusive);
+        assert!(t.lock_exclusive(5, 2, false).is_none());
+        t.unlock_exclusive(5, 1, Tag::lane(0));
+        assert_eq!(t.lock_exclusive(5, 2, false), Some(Tag::lane(0)));
+        t.unlock_exclusive(5, 2, Tag::lane(1));
     }
 
     #[test]
     fn a_waiter_queues_newcomers_behind_it() {
         let t = RangeLocks::new(Duration::from_millis(1));
-        assert!(t.lock_exclusive(7, 1, false));
+        assert!(t.lock_exclusive(7, 1, false).is_some());
         // A waiter times out but leaves its flag...
-        assert!(!t.lock_exclusive(7, 2, false));
-        t.unlock(7, Mode::Exclusive);
+        assert!(t.lock_exclusive(7, 2, false).is_none());
+        t.unlock_exclusive(7, 1, Tag::lane(0));
         // ...so a newcomer's first attempt defers to it,
-        assert!(!t.try_exclusive(7, 3, false, false));
+        assert!(t.try_exclusive(7, 3, false, false).is_none());
         assert!(!t.try_shared(7, false));
         // while a waiter gets in and clears it.
-        assert!(t.try_exclusive(7, 3, false, true));
-        t.unlock(7, Mode::Exclusive);
+        assert_eq!(t.try_exclusive(7, 3, false, true), Some(Tag::lane(0)));
+        t.unlock_exclusive(7, 3, Tag::lane(2));
         assert!(t.try_shared(7, false));
-        t.unlock(7, Mode::Shared);
+        t.unlock_shared(7);
         // A stale flag costs a newcomer one queued attempt, not a timeout.
-        assert!(t.lock_exclusive(7, 4, false));
+        assert_eq!(t.lock_exclusive(7, 4, false), Some(Tag::lane(2)));
+    }
+
+    #[test]
+    fn a_tag_survives_readers_and_waiters_and_names_the_last_writer() {
+        let t = RangeLocks::new(Duration::from_millis(1));
+        assert_eq!(t.try_lock_exclusive(9, 5), Some(Tag::NONE));
+        t.unlock_exclusive(9, 5, Tag::lane(4));
+        // Readers come and go: the tag stays, and excludes no one.
+        assert!(t.lock_shared(9));
+        assert!(t.lock_shared(9));
+        assert!(t.try_lock_exclusive(9, 7).is_none(), "readers hold it");
+        assert_eq!(
+            t.lock_exclusive(9, 7, true),
+            None,
+            "two readers: no upgrade"
+        );
+        t.unlock_shared(9);
+        assert_eq!(
+            t.lock_exclusive(9, 7, true),
+            Some(Tag::lane(4)),
+            "the sole reader upgrades"
+        );
+        // A waiter's flag set while a writer holds it outlives the unlock,
+        // and so does the new tag.
+        assert!(
+            t.lock_exclusive(9, 8, false).is_none(),
+            "times out, flag left"
+        );
+        t.unlock_exclusive(9, 7, Tag::UNKNOWN);
+        assert!(
+            t.try_exclusive(9, 8, false, false).is_none(),
+            "flag defers it"
+        );
+        assert_eq!(t.try_exclusive(9, 8, false, true), Some(Tag::UNKNOWN));
+        t.unlock_exclusive(9, 8, Tag::lane(7));
+        assert_eq!(t.word(9).load(Ordering::Relaxed), Tag::lane(7).bits());
+        // Lanes too large for the field read as unknown.
+        assert_eq!(Tag::lane(u32::MAX), Tag::UNKNOWN);
+        assert_eq!(Tag::lane((1 << 30) - 2), Tag::UNKNOWN);
+        assert_eq!(Tag::lane((1 << 30) - 3), Tag((1 << 30) - 2));
     }
 }

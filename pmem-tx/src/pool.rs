@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::invalidate::Invalidation;
-use crate::locks::{Mode, RangeLocks, stripes};
+use crate::locks::{RangeLocks, stripes};
 use crate::ptr::{PPtr, Persistent};
 use pmem_alloc::{AllocInfo, Heap, HeapRegion};
 use pmem_pool::lane::{LaneLayout, LaneState, Recovered};
@@ -563,7 +563,7 @@ impl Pool {
         for (i, s) in stripes(off, len).enumerate() {
             if !self.locks.lock_shared(s) {
                 for t in stripes(off, len).take(i) {
-                    self.locks.unlock(t, Mode::Shared);
+                    self.locks.unlock_shared(t);
                 }
                 return Err(Error::Conflict { offset: off });
             }
@@ -573,7 +573,7 @@ impl Pool {
 
     fn unlock_shared_range(&self, off: u64, len: u64) {
         for s in stripes(off, len) {
-            self.locks.unlock(s, Mode::Shared);
+            self.locks.unlock_shared(s);
         }
     }
 

@@ -33,7 +33,7 @@
 
 use crate::error::{Error, Result};
 use crate::invalidate::{PARK_FRESH, PARK_LINES, ParkedInfo};
-use crate::locks::{Mode, stripes};
+use crate::locks::{Mode, Tag, stripes};
 use crate::pool::Pool;
 use crate::ptr::{PPtr, Persistent};
 use pmem_alloc::layout::ALLOC_HEADER_SIZE;
@@ -117,6 +117,57 @@ struct UndoEntry {
     payload_off: usize,
 }
 
+/// Most lanes a transaction notes from stripe tags; beyond, its drains
+/// flush every pending bump.
+const DEPS: usize = 4;
+
+/// The lanes (other than the transaction's own) whose generation bumps a
+/// transaction that changes no heap metadata must make durable at its
+/// drains: those named by the tags of the stripes it took exclusively.
+#[derive(Default)]
+struct Deps {
+    lanes: [u32; DEPS],
+    n: usize,
+    /// A tag was unknown, or there were more than `DEPS` lanes.
+    unknown: bool,
+    /// The last tag noted (most stripes of a transaction name the same).
+    last: u32,
+}
+
+impl Deps {
+    /// Notes the tag of a stripe just taken with `token` (the lane + 1).
+    #[inline]
+    fn note(&mut self, tag: Tag, token: u64) {
+        if tag == Tag::NONE || u64::from(tag.0) == token || tag.0 == self.last {
+            return;
+        }
+        self.note_new(tag);
+    }
+
+    #[cold]
+    fn note_new(&mut self, tag: Tag) {
+        self.last = tag.0;
+        if tag == Tag::UNKNOWN {
+            self.unknown = true;
+            return;
+        }
+        let lane = tag.0 - 1;
+        if self.lanes[..self.n].contains(&lane) {
+            return;
+        }
+        if self.n == DEPS {
+            self.unknown = true;
+        } else {
+            self.lanes[self.n] = lane;
+            self.n += 1;
+        }
+    }
+
+    fn contains(&self, lane: u32) -> bool {
+        self.lanes[..self.n].contains(&lane)
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     lane: Option<u32>,
@@ -152,6 +203,15 @@ struct Inner {
     settled: bool,
     /// Whether it locked bytes exclusively since its last drain.
     locked_since_drain: bool,
+    /// The lanes named by the tags of the stripes it took exclusively
+    /// (`locks::Tag`): whose bumps its drains make durable when it changes
+    /// no heap metadata.
+    deps: Deps,
+    /// Whether its release must leave [`Tag::UNKNOWN`] rather than its own
+    /// lane: it took a stripe exclusively (fresh ones included) since its
+    /// last drain, so that drain did not cover the stripe's tag, or that
+    /// drain stored claimed lanes' bumps after its fence.
+    untagged: bool,
     /// Whether a drain found many lanes marked: unmark the idle ones once
     /// the commit is over (`Invalidation::tidy`).
     tidy: bool,
@@ -220,6 +280,8 @@ impl Inner {
             unsnapped,
             settled,
             locked_since_drain,
+            deps,
+            untagged,
             tidy,
             early_seq,
             deferred,
@@ -234,6 +296,8 @@ impl Inner {
         *unsnapped = false;
         *settled = false;
         *locked_since_drain = false;
+        *deps = Deps::default();
+        *untagged = false;
         *tidy = false;
         *early_seq = None;
         deferred.clear();
@@ -1136,10 +1200,24 @@ impl<'p> Tx<'p> {
         self.ensure_lane(inner)?;
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;
         let locks = &self.pool.locks;
-        Ok(inner.held.take_all_or_none(
+        let Inner {
+            held,
+            deps,
+            untagged,
+            ..
+        } = inner;
+        *untagged = true;
+        Ok(held.take_all_or_none(
             stripes(off, len),
-            |s| locks.try_lock_exclusive(s, token),
-            |s| locks.unlock(s, Mode::Exclusive),
+            |s| {
+                locks
+                    .try_lock_exclusive(s, token)
+                    .map(|t| deps.note(t, token))
+                    .is_some()
+            },
+            // Taken and given back at once: what the tag named may still
+            // be pending, and the next holder must not trust this lane.
+            |s| locks.unlock_exclusive(s, token, Tag::UNKNOWN),
         ))
     }
 
@@ -1160,22 +1238,25 @@ impl<'p> Tx<'p> {
             // Bytes taken over from another transaction: this one now
             // depends on it (see the commit's `seq`).
             inner.locked_since_drain = true;
+            inner.untagged = true;
         }
         let token = u64::from(inner.lane.unwrap_or(0)) + 1;
         let locks = &self.pool.locks;
         let mut new_exclusive = false;
+        let Inner { held, deps, .. } = inner;
+        let mut note = |t: Option<Tag>| t.map(|t| deps.note(t, token)).is_some();
         // One lookup per stripe (O(1) along a run): the record is updated
         // in place.
-        let r = inner.held.update_run(stripes(off, len), |s, held| {
+        let r = held.update_run(stripes(off, len), |s, held| {
             let ok = match (held, mode) {
                 // Already held strongly enough: keep the record as it is
                 // (a shared request must not downgrade an exclusive hold).
                 (Some(Mode::Exclusive), _) | (Some(Mode::Shared), Mode::Shared) => {
                     return Ok(None);
                 }
-                (Some(Mode::Shared), Mode::Exclusive) => locks.lock_exclusive(s, token, true),
+                (Some(Mode::Shared), Mode::Exclusive) => note(locks.lock_exclusive(s, token, true)),
                 (None, Mode::Shared) => locks.lock_shared(s),
-                (None, Mode::Exclusive) => locks.lock_exclusive(s, token, false),
+                (None, Mode::Exclusive) => note(locks.lock_exclusive(s, token, false)),
             };
             new_exclusive |= mode == Mode::Exclusive;
             if ok {
@@ -1365,12 +1446,26 @@ impl<'p> Tx<'p> {
         }
     }
 
-    fn release(&self, inner: &mut Inner) {
+    /// Gives back the stripes, persistent locks and lane. `committed`: the
+    /// transaction committed, so the stripes it held exclusively may name
+    /// its lane (`locks::Tag`) if its last drain covered their tags.
+    fn release(&self, inner: &mut Inner, committed: bool) {
         // (A read-only or empty transaction holds nothing: no walk of the
         // sets then.)
         if !inner.held.is_empty() {
+            let token = u64::from(inner.lane.unwrap_or(0)) + 1;
+            let tag = if committed && !inner.untagged {
+                Tag::token(token)
+            } else {
+                Tag::UNKNOWN
+            };
+            let locks = &self.pool.locks;
+            let bits = locks.exclusive_release(token, tag);
             for (&s, &m) in inner.held.iter() {
-                self.pool.locks.unlock(s, m);
+                match m {
+                    Mode::Shared => locks.unlock_shared(s),
+                    Mode::Exclusive => locks.unlock_exclusive_with(s, bits),
+                }
             }
             inner.held.clear();
         }
@@ -1390,7 +1485,7 @@ impl<'p> Tx<'p> {
         let inner = &mut *inner;
         let r = self.commit_durably(inner);
         if r.is_ok() {
-            self.release(inner);
+            self.release(inner, true);
             if std::mem::take(&mut inner.tidy) {
                 self.tidy();
             }
@@ -1432,8 +1527,34 @@ impl<'p> Tx<'p> {
             deferred,
             redo,
             unsnapped,
+            deps,
+            reserved,
+            freed,
+            fresh,
+            overflow,
             ..
         } = &mut *inner;
+        // A transaction that changes no heap metadata, writes nothing
+        // without snapshot or through the redo log, and claimed no parked
+        // lane depends only on the transactions that last held its stripes
+        // exclusively (their tags), so the pending bumps it makes durable
+        // are theirs and its own thread's. Anything else may overwrite
+        // words no stripe covers, and makes every pending bump durable.
+        // (Asked only of another thread's marked lane: a thread alone
+        // never pays for the question.)
+        let (deps, claimed_before) = (&*deps, claimed_lines.is_empty());
+        let flush_other = |lane: u32| {
+            let targeted = !deps.unknown
+                && redo.is_empty()
+                && deferred.is_empty()
+                && !*unsnapped
+                && reserved.is_empty()
+                && freed.is_empty()
+                && fresh.is_empty()
+                && overflow.is_empty()
+                && claimed_before;
+            !targeted || deps.contains(lane)
+        };
         // This thread's parked lane, and another thread's whose bytes this
         // transaction changes: its apply must be durable (and its bump
         // stored) before those changes can be. Others are left to their
@@ -1465,6 +1586,7 @@ impl<'p> Tx<'p> {
             claims,
             claimed_lines,
             want,
+            flush_other,
         );
         inner.tidy |= tidy;
         if let Err(e) = p.drain() {
@@ -1473,8 +1595,14 @@ impl<'p> Tx<'p> {
             inner.claimed_lines.truncate(before);
             return Err(e.into());
         }
+        // This drain covered every tag noted so far.
+        inner.untagged = false;
         if !inner.claims.is_empty() {
             inval.bump_claimed(&mut inner.claims, p, &self.pool.layout, &self.pool.lanes);
+            // Those bumps are stored after the fence: only a later drain
+            // that flushes every pending bump makes them durable.
+            inner.deps.unknown = true;
+            inner.untagged = true;
         }
         inner.locked_since_drain = false;
         if let (Some(lane), false) = (inner.lane, inner.settled) {
@@ -1823,7 +1951,7 @@ impl<'p> Tx<'p> {
                 heap.cancel_free(t);
             }
         }
-        self.release(inner);
+        self.release(inner, false);
         r
     }
 }
@@ -1838,7 +1966,7 @@ impl Drop for Tx<'_> {
             let mut inner = self.shared.inner.borrow_mut();
             if inner.lane.is_some() || !inner.held.is_empty() || !inner.plocks.is_empty() {
                 let inner = &mut *inner;
-                self.release(inner);
+                self.release(inner, false);
             }
         }
     }
