@@ -6,8 +6,8 @@
 //! access from safe code therefore locks the bytes it touches in a table of
 //! reader/writer stripe locks: the pool is cut into 64-byte granules (a
 //! cache line: objects sharing one contend in the hardware anyway), each
-//! granule maps to one of 131,072 stripes (`granule % STRIPES`, so a range
-//! of fewer than 131,072 granules takes distinct stripes and a larger one
+//! granule maps to one of 262,144 stripes (`granule % STRIPES`, so a range
+//! of fewer than 262,144 granules (16 MiB) takes distinct stripes and a larger one
 //! takes all of them). Transactions hold their locks until they end (strict
 //! two-phase locking, which also gives them isolation); reads outside a
 //! transaction hold them for the life of the guard or the copy.
@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 /// log2 of the granule size.
 pub const GRANULE_SHIFT: u32 = 6;
 /// Number of stripes.
-pub const STRIPES: u64 = 1 << 17;
+pub const STRIPES: u64 = 1 << 18;
 const EXCL: u64 = 1 << 63;
 const WAIT: u64 = 1 << 62;
 const LOW: u64 = WAIT - 1;
@@ -116,7 +116,10 @@ pub(crate) struct RangeLocks {
 impl RangeLocks {
     pub(crate) fn new(timeout: Duration) -> Self {
         RangeLocks {
-            words: (0..STRIPES).map(|_| AtomicU64::new(0)).collect(),
+            // Zeroed by the allocator (fresh pages from the kernel for a
+            // table this size): a page is faulted in when a stripe on it
+            // is first locked, not all of them at open.
+            words: bytemuck::allocation::zeroed_slice_box(STRIPES as usize),
             timeout_ns: AtomicU64::new(timeout.as_nanos() as u64),
         }
     }
