@@ -138,7 +138,10 @@ impl Deps {
     /// Notes the tag of a stripe just taken with `token` (the lane + 1).
     #[inline]
     fn note(&mut self, tag: Tag, token: u64) {
-        if tag == Tag::NONE || u64::from(tag.0) == token || tag.0 == self.last {
+        // (A lane too large for the tag field has the token of no tag but
+        // `UNKNOWN`'s, which must not pass for its own.)
+        let own = u64::from(tag.0) == token && tag != Tag::UNKNOWN;
+        if tag == Tag::NONE || own || tag.0 == self.last {
             return;
         }
         self.note_new(tag);
@@ -2140,5 +2143,31 @@ mod tests {
         })
         .unwrap();
         assert_eq!(pool.read(root.cast::<u64>().at(32)).unwrap(), 3);
+    }
+
+    #[test]
+    fn deps_note_other_lanes_up_to_four_then_every_lane() {
+        let token = 8; // lane 7
+        let mut d = Deps::default();
+        d.note(Tag::NONE, token);
+        d.note(Tag(8), token);
+        assert_eq!((d.n, d.unknown), (0, false), "nothing and its own lane");
+        for t in [3, 3, 5, 3, 9, 12] {
+            d.note(Tag(t), token);
+        }
+        assert_eq!((d.n, d.unknown), (4, false));
+        assert!(d.contains(2) && d.contains(4) && d.contains(8) && d.contains(11));
+        assert!(!d.contains(7), "its own lane is not a dependency");
+        d.note(Tag(20), token);
+        assert!(d.unknown, "a fifth lane means every lane");
+
+        let mut d = Deps::default();
+        d.note(Tag::UNKNOWN, token);
+        assert!(d.unknown);
+        // A lane whose token is the unknown tag's value (too large for the
+        // field) must not take an unknown tag for its own.
+        let mut d = Deps::default();
+        d.note(Tag::UNKNOWN, u64::from(Tag::UNKNOWN.0));
+        assert!(d.unknown);
     }
 }
