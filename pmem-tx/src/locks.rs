@@ -235,26 +235,16 @@ impl RangeLocks {
 
     /// Gives up stripe `s`, held exclusively with `token`, leaving `tag`.
     pub(crate) fn unlock_exclusive(&self, s: u32, token: u64, tag: Tag) {
-        self.unlock_exclusive_with(s, self.exclusive_release(token, tag));
-    }
-
-    /// What [`unlock_exclusive_with`](Self::unlock_exclusive_with) takes
-    /// to give up stripes held with `token`, leaving `tag`.
-    pub(crate) fn exclusive_release(&self, token: u64, tag: Tag) -> u64 {
-        EXCL | token | tag.bits()
-    }
-
-    /// Gives up stripe `s` held exclusively; `bits` from
-    /// [`exclusive_release`](Self::exclusive_release).
-    pub(crate) fn unlock_exclusive_with(&self, s: u32, bits: u64) {
         // The word is `EXCL | token`, plus a waiter's flag that must stay
         // (it is still queued): flipping exactly those bits leaves the
         // flag and the tag. Release: the tag's bump is stored before.
-        let prev = self.word(s).fetch_xor(bits, Ordering::Release);
+        let prev = self
+            .word(s)
+            .fetch_xor(EXCL | token | tag.bits(), Ordering::Release);
         debug_assert_eq!(
             prev & !WAIT,
-            bits & (EXCL | HOLD),
-            "stripe {s} not held with the token"
+            EXCL | token,
+            "stripe {s} not held with token {token}"
         );
     }
 }

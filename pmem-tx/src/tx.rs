@@ -1463,11 +1463,10 @@ impl<'p> Tx<'p> {
                 Tag::UNKNOWN
             };
             let locks = &self.pool.locks;
-            let bits = locks.exclusive_release(token, tag);
             for (&s, &m) in inner.held.iter() {
                 match m {
                     Mode::Shared => locks.unlock_shared(s),
-                    Mode::Exclusive => locks.unlock_exclusive_with(s, bits),
+                    Mode::Exclusive => locks.unlock_exclusive(s, token, tag),
                 }
             }
             inner.held.clear();
@@ -1544,8 +1543,10 @@ impl<'p> Tx<'p> {
         // are theirs and its own thread's. Anything else may overwrite
         // words no stripe covers, and makes every pending bump durable.
         // (Asked only of another thread's marked lane: a thread alone
-        // never pays for the question.)
-        let (deps, claimed_before) = (&*deps, claimed_lines.is_empty());
+        // never pays for the question.) A drain that claimed parked lanes
+        // left `deps.unknown` set, so that case needs no test of its own.
+        debug_assert!(claimed_lines.is_empty() || deps.unknown);
+        let deps = &*deps;
         let flush_other = |lane: u32| {
             let targeted = !deps.unknown
                 && redo.is_empty()
@@ -1554,8 +1555,7 @@ impl<'p> Tx<'p> {
                 && reserved.is_empty()
                 && freed.is_empty()
                 && fresh.is_empty()
-                && overflow.is_empty()
-                && claimed_before;
+                && overflow.is_empty();
             !targeted || deps.contains(lane)
         };
         // This thread's parked lane, and another thread's whose bytes this
