@@ -683,10 +683,17 @@ impl Invalidation {
     /// waits for every flush in flight, turning the fence's latency, which
     /// would otherwise overlap the caller's next work, into a stall. Only
     /// [`tidy`](Self::tidy), when many lanes are marked, clears marks.
+    #[inline]
     pub(crate) fn settled(&self, lane: u32, heap: Option<&Heap>) {
         if self.deferred_count.load(Ordering::Acquire) > 0 {
-            self.release(&mut lock(&self.deferred[lane as usize]), heap);
+            self.release_deferred(lane, heap);
         }
+    }
+
+    /// The part of [`settled`](Self::settled) that runs when blocks wait.
+    #[inline(never)]
+    fn release_deferred(&self, lane: u32, heap: Option<&Heap>) {
+        self.release(&mut lock(&self.deferred[lane as usize]), heap);
     }
 
     /// Keeps `tickets` (blocks freed by the transaction that just stored

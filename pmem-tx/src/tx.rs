@@ -721,8 +721,12 @@ impl<'p> Tx<'p> {
         });
         if all_new {
             // None of these words is deferred yet: appended, with no
-            // search for each.
-            inner.deferred.extend(words);
+            // search for each (a plain loop: `extend` of this iterator,
+            // which does not know its length, is not inlined).
+            inner.deferred.reserve(bytes.len() / 8);
+            for w in words {
+                inner.deferred.push(w);
+            }
         } else {
             for (o, v) in words {
                 set_deferred(&mut inner, o, v);
@@ -735,15 +739,26 @@ impl<'p> Tx<'p> {
     /// word lies there, stores every deferred word in place the undo way
     /// (snapshot, fence, store), so that the bytes read are the
     /// transaction's own and no guard ever covers a deferred word.
+    #[inline]
     fn materialize(&self, off: u64, len: u64) -> Result<()> {
-        let mut words = {
+        let words = {
             let mut inner = self.shared.inner.borrow_mut();
+            if inner.deferred.is_empty() {
+                return Ok(());
+            }
             let end = off + len.max(1);
             if !inner.deferred.iter().any(|&(o, _)| o < end && off < o + 8) {
                 return Ok(());
             }
             std::mem::take(&mut inner.deferred)
         };
+        self.materialize_words(words)
+    }
+
+    /// [`materialize`](Self::materialize) of the deferred `words`, which
+    /// hold one in `off..off+len`.
+    #[inline(never)]
+    fn materialize_words(&self, mut words: Vec<(u64, u64)>) -> Result<()> {
         // Consecutive words (one object's) are snapshotted together: one
         // fence per run instead of one per word.
         words.sort_unstable_by_key(|&(o, _)| o);
@@ -1131,10 +1146,17 @@ impl<'p> Tx<'p> {
     /// Takes a lane for this transaction if it has none yet: every write
     /// to pool memory happens under one, which is what lets a read view
     /// (`view.rs`) exclude writers by waiting for idle lanes.
+    #[inline]
     fn ensure_lane(&self, inner: &mut Inner) -> Result<()> {
         if inner.lane.is_some() {
             return Ok(());
         }
+        self.take_lane(inner)
+    }
+
+    /// [`ensure_lane`](Self::ensure_lane) when the transaction has none.
+    #[inline(never)]
+    fn take_lane(&self, inner: &mut Inner) -> Result<()> {
         let lanes = &self.pool.lanes;
         let (last, other) = LANE_HINT.with(|h| h.get());
         let hint = if last == u32::MAX {
@@ -1438,10 +1460,15 @@ impl<'p> Tx<'p> {
 
     /// Gives the overflow blocks back; only once the logs in them are
     /// stale (after the generation bump) or were never needed.
+    #[inline]
     fn return_overflow(&self, inner: &mut Inner) {
-        if inner.overflow.is_empty() {
-            return;
+        if !inner.overflow.is_empty() {
+            self.cancel_overflow(inner);
         }
+    }
+
+    #[inline(never)]
+    fn cancel_overflow(&self, inner: &mut Inner) {
         if let Some(heap) = self.pool.heap.as_ref() {
             for r in inner.overflow.drain(..) {
                 heap.cancel(r);
@@ -1864,11 +1891,24 @@ impl<'p> Tx<'p> {
     /// Hands the heap what the commit published, freed and dropped. Frees
     /// wait for `pending`'s bump to be durable: the lane whose bump this
     /// commit left unfenced, if any.
+    #[inline]
     fn finish_heap(&self, inner: &mut Inner, pending: Option<u32>) {
+        // A published block stays unavailable: nothing to do for it.
+        inner.reserved.clear();
+        // (Most transactions free and drop nothing: no call then.)
+        if !inner.freed.is_empty() || !inner.dropped.is_empty() {
+            self.return_blocks(inner, pending);
+        }
+        inner.redo.clear();
+        inner.fresh.clear();
+    }
+
+    /// [`finish_heap`](Self::finish_heap) of the blocks the transaction
+    /// freed (released now, or once `pending`'s bump is durable) and of
+    /// the reservations it dropped.
+    #[inline(never)]
+    fn return_blocks(&self, inner: &mut Inner, pending: Option<u32>) {
         if let Some(heap) = self.pool.heap.as_ref() {
-            // A published block stays unavailable: nothing to do for it.
-            inner.reserved.clear();
-            // (Most transactions free and drop nothing: no call then.)
             if !inner.freed.is_empty() {
                 match pending {
                     Some(l) => self.pool.inval.defer(l, &mut inner.freed),
@@ -1881,8 +1921,6 @@ impl<'p> Tx<'p> {
                 }
             }
         }
-        inner.redo.clear();
-        inner.fresh.clear();
     }
 
     fn finish_abort(&mut self) -> Result<()> {

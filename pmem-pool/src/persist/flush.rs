@@ -89,6 +89,20 @@ impl FlushInstr {
 /// The range must be mapped (readable) for the whole call.
 #[inline]
 pub unsafe fn flush_range(instr: FlushInstr, addr: *const u8, len: usize) {
+    // SAFETY: `supported` returns an instruction this CPU has; the range
+    // is mapped (caller).
+    unsafe { flush_range_unchecked(instr.supported(crate::cpu::features()), addr, len) }
+}
+
+/// [`flush_range`] without the feature check, for callers whose `instr`
+/// came from [`FlushInstr::best`] or [`FlushInstr::supported`] of
+/// [`crate::cpu::features`] (a persister's, picked when it was built).
+/// Small enough to inline into every flush of the transaction path.
+///
+/// # Safety
+/// As for [`flush_range`], and this CPU has `instr`.
+#[inline]
+pub(crate) unsafe fn flush_range_unchecked(instr: FlushInstr, addr: *const u8, len: usize) {
     if len == 0 {
         return;
     }
@@ -99,8 +113,8 @@ pub unsafe fn flush_range(instr: FlushInstr, addr: *const u8, len: usize) {
     let end = (addr as usize).saturating_add(len);
     let first = addr.wrapping_sub(addr as usize - start);
     let lines = (end - start).div_ceil(CACHE_LINE);
-    match instr.supported(crate::cpu::features()) {
-        // SAFETY: clwb was detected by CPUID; the lines overlap the mapped
+    match instr {
+        // SAFETY: the CPU has clwb (caller); the lines overlap the mapped
         // range the caller vouched for (a line is never split across pages,
         // so its first byte is mapped when any of its bytes is).
         FlushInstr::Clwb => unsafe { clwb_lines(first, lines) },

@@ -174,16 +174,33 @@ impl Persister {
     }
 
     /// Starts writing back `off..off+len` (whole cache lines containing it).
+    ///
+    /// The `Pmem` path is inlined into its callers (a transaction flushes
+    /// four to eight times); the other modes' calls stay out of line.
     #[inline]
     pub fn flush(&self, off: usize, len: usize) {
+        match &self.imp {
+            Imp::Pmem(c) => {
+                let (off, len) = self.clamp(off, len);
+                // SAFETY: the clamped range lies inside the live mapping;
+                // `c.flush` came from `CacheFns::detect`, so this CPU has it.
+                unsafe { flush::flush_range_unchecked(c.flush, self.base.add(off), len) }
+            }
+            Imp::Eadr(_) => {}
+            _ => self.flush_other(off, len),
+        }
+    }
+
+    /// [`flush`](Self::flush) in `Msync` and `Sim` modes.
+    #[cold]
+    #[inline(never)]
+    fn flush_other(&self, off: usize, len: usize) {
         let (off, len) = self.clamp(off, len);
         if len == 0 {
             return;
         }
         match &self.imp {
-            // SAFETY: the clamped range lies inside the live mapping.
-            Imp::Pmem(c) => unsafe { flush::flush_range(c.flush, self.base.add(off), len) },
-            Imp::Eadr(_) => {}
+            Imp::Pmem(_) | Imp::Eadr(_) => {}
             // SAFETY: the clamped range lies inside the live mapping.
             Imp::Msync { id } => msync::record(*id, unsafe { self.base.add(off) }, len),
             #[cfg(feature = "sim")]
@@ -210,6 +227,18 @@ impl Persister {
     /// [`msync::JOIN_GAP`] apart (one call for a transaction's drain).
     #[inline]
     pub fn drain(&self) -> Result<()> {
+        if let Imp::Pmem(_) | Imp::Eadr(_) = &self.imp {
+            flush::sfence();
+            Ok(())
+        } else {
+            self.drain_other()
+        }
+    }
+
+    /// [`drain`](Self::drain) in `Msync` and `Sim` modes.
+    #[cold]
+    #[inline(never)]
+    fn drain_other(&self) -> Result<()> {
         match &self.imp {
             Imp::Pmem(_) | Imp::Eadr(_) => {
                 flush::sfence();

@@ -69,10 +69,13 @@ impl RangeSet {
     /// step O(log n), without a buffer.
     #[inline]
     pub(super) fn next_gap(&self, cur: u64, b: u64) -> Option<(u64, u64)> {
+        // An empty range (the walk's last step), or nothing covered yet
+        // (no snapshot, no fresh block): answered inline, without a call.
+        if cur >= b {
+            return None;
+        }
         if self.is_empty() {
-            // Nothing covered yet (no snapshot, no fresh block): answered
-            // inline, without a call.
-            return (cur < b).then_some((cur, b));
+            return Some((cur, b));
         }
         self.next_gap_in(cur, b)
     }
@@ -108,10 +111,21 @@ impl RangeSet {
     }
 
     /// Adds `a..b`, merging it with overlapping and adjacent ranges.
+    #[inline]
     pub(super) fn insert(&mut self, a: u64, b: u64) {
         if a >= b {
             return;
         }
+        // The first range of a transaction: inline, without a search.
+        if self.small.is_empty() && self.big.is_empty() && self.small.capacity() > 0 {
+            self.small.push((a, b));
+            return;
+        }
+        self.insert_in(a, b);
+    }
+
+    /// [`insert`](Self::insert) of a non-empty range.
+    fn insert_in(&mut self, a: u64, b: u64) {
         if self.big.is_empty() {
             let v = &mut self.small;
             // Ranges `i..j` touch `a..b`: they end at or after `a` and
