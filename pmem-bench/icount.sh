@@ -8,17 +8,19 @@
 # instruction count does not drift, so a change to the CPU work of the
 # transaction path is judged here first, and its time with ab.sh.
 #
-# Each workload runs twice under callgrind, with N and 2N operations, in
-# Eadr mode (the cache is persistent: no flush, so the count is the work
-# itself); the difference divided by N is the count per operation, with
-# pool creation, set-up and the final check cancelled out. For the
-# alloc/free programs an operation is one allocation and one free; for
-# hashmap, one insert and one lookup.
+# Each workload runs twice under callgrind, with N and 2N operations, by
+# default in Eadr mode (the cache is persistent: no flush, so the count is
+# the work itself); the difference divided by N is the count per
+# operation, with pool creation, set-up and the final check cancelled out.
+# For the alloc/free programs an operation is one allocation and one free;
+# for hashmap, one insert and one lookup. `-m pmem` counts the path the
+# benchmarks time instead, flush loops included (valgrind runs `clwb`).
 #
 # usage (from the project root):
-#   pmem-bench/icount.sh [-n N] [BIN]
+#   pmem-bench/icount.sh [-n N] [-m eadr|pmem] [BIN]
 #     BIN   a pmem-bench binary (default target/release/pmem-bench)
 #     -n N  operations of the shorter run (default 50000)
+#     -m M  persistence mode (default eadr)
 # example:
 #   cargo build --release --bin pmem-bench && cp target/release/pmem-bench /tmp/old
 #   (change the code)
@@ -26,9 +28,11 @@
 #   pmem-bench/icount.sh /tmp/old; pmem-bench/icount.sh
 set -u
 n=50000
-while getopts "n:" o; do
-  case $o in n) n=$OPTARG ;; *) exit 2 ;; esac
+mode=eadr
+while getopts "n:m:" o; do
+  case $o in n) n=$OPTARG ;; m) mode=$OPTARG ;; *) exit 2 ;; esac
 done
+case $mode in eadr | pmem) ;; *) echo "icount.sh: -m takes eadr or pmem" >&2; exit 2 ;; esac
 shift $((OPTIND - 1))
 bin=${1:-target/release/pmem-bench}
 [ -x "$bin" ] || { echo "icount.sh: $bin is not an executable pmem-bench" >&2; exit 2; }
@@ -39,7 +43,7 @@ trap 'rm -rf "$dir"' EXIT
 # Instructions of one run: `ir PROGRAM ARGS...` (the pool is $dir/p).
 ir() {
   rm -f "$dir/p" "$dir/cg.out"
-  if ! PMEM_MODE=eadr valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
+  if ! PMEM_MODE=$mode valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" \
     "$bin" "$@" >"$dir/out" 2>"$dir/err"; then
     echo "icount.sh: $bin $* failed:" >&2
     tail -5 "$dir/err" >&2
