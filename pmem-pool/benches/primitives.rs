@@ -3,8 +3,8 @@
 //! table to set beside `/work/shared/peer/pmdk/primitives.c`.
 //!
 //! Run: `cargo bench -p pmem-pool --bench primitives [-- [line] [range]
-//! [copy] [size] [msync] [COPY_MIB]]`: the named sections only (default
-//! all); COPY_MIB, default 512, is the total of the 8 MiB-chunk copy test.
+//! [reload] [copy] [size] [msync] [COPY_MIB]]`: the named sections only
+//! (default all); COPY_MIB, default 512, is the total of the 8 MiB-chunk copy test.
 //! The `msync` section means something only on a disk: run it with
 //! `PMEM_BENCH_DIR=/some/ext4/dir` (on tmpfs msync makes nothing durable).
 //!
@@ -67,7 +67,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(512)
         .max(8);
-    let named = ["line", "range", "copy", "size", "msync"];
+    let named = ["line", "range", "reload", "copy", "size", "msync"];
     let any_named = args.iter().any(|a| named.contains(&a.as_str()));
     let run = |s: &str| !any_named || args.iter().any(|a| a == s);
     let f = cpu::features();
@@ -84,6 +84,9 @@ fn main() {
 
     if run("line") || run("range") {
         lines_and_ranges(f, run("line"), run("range"));
+    }
+    if run("reload") {
+        reload(f);
     }
     if run("copy") {
         bulk_copy(f, best, copy_mib);
@@ -152,6 +155,69 @@ fn lines_and_ranges(f: &cpu::CpuFeatures, line: bool, range: bool) {
             println!("{name:<28} {size:>8} {per:>12.0} {per_line:>10.2}");
         }
     }
+}
+
+/// Section 2b: whether a flush leaves the line cached. A 256 KiB region
+/// (inside L2) holds a random cycle through its lines; every line is
+/// stored, flushed with each instruction (or not), then one `sfence`; the
+/// time per load of a dependent walk of the cycle is the latency of a
+/// line just written back: a cache hit if the instruction kept it, a
+/// memory access if it evicted it.
+fn reload(f: &cpu::CpuFeatures) {
+    const REGION: usize = 256 * 1024;
+    let lines = REGION / CACHE_LINE;
+    let mut m = map_file(REGION);
+    let base = m.as_mut_ptr();
+    // A random cycle (splitmix64 shuffle): `next[i]` follows line i.
+    let mut order: Vec<usize> = (0..lines).collect();
+    let mut x = 42u64;
+    for i in (1..lines).rev() {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        order.swap(i, ((z ^ (z >> 31)) % (i as u64 + 1)) as usize);
+    }
+    println!(
+        "
+## reload: store every line, flush it, sfence, then a dependent walk (256 KiB)"
+    );
+    println!("{:<28} {:>10}", "variant", "ns/load");
+    let mut variants: Vec<Option<FlushInstr>> = vec![None];
+    variants.extend(FlushInstr::available(f).into_iter().map(Some));
+    for v in variants {
+        let mut t = Vec::with_capacity(50);
+        for _ in 0..50 {
+            for k in 0..lines {
+                let (a, b) = (order[k], order[(k + 1) % lines]);
+                // SAFETY: both line indices are below `lines`, inside the
+                // mapping; the word is the line's first 8 bytes.
+                unsafe {
+                    let l = base.add(a * CACHE_LINE);
+                    ptr::write_volatile(l.cast::<u64>(), b as u64);
+                    if let Some(instr) = v {
+                        flush::flush_range(instr, l, 8);
+                    }
+                }
+            }
+            flush::sfence();
+            let t0 = Instant::now();
+            let mut i = order[0];
+            for _ in 0..lines {
+                // SAFETY: every stored index is below `lines`.
+                i = unsafe { ptr::read_volatile(base.add(i * CACHE_LINE).cast::<u64>()) } as usize;
+            }
+            t.push(t0.elapsed().as_nanos() as f64 / lines as f64);
+            black_box(i);
+        }
+        let name = v.map_or("none", FlushInstr::name);
+        println!(
+            "{:<28} {:>10.1}",
+            format!("store+{name}, walk"),
+            median(&mut t)
+        );
+    }
+    black_box(&mut m);
 }
 
 /// Section 3: bulk copy in 8 MiB chunks.
