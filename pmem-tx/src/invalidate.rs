@@ -805,18 +805,44 @@ fn bit_of(mask: &[AtomicU64], lane: u32) -> (&AtomicU64, u64) {
     (&mask[lane as usize / 64], 1u64 << (lane % 64))
 }
 
-/// The lanes whose bits are set in `mask`, in increasing order.
-fn set_bits(mask: &[AtomicU64]) -> impl Iterator<Item = usize> + '_ {
-    mask.iter().enumerate().flat_map(|(w, m)| {
-        let mut bits = m.load(Ordering::Acquire);
-        std::iter::from_fn(move || {
-            (bits != 0).then(|| {
-                let lane = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                lane
-            })
-        })
-    })
+/// The lanes whose bits are set in `mask`, in increasing order (each
+/// word loaded when the walk reaches it).
+fn set_bits(mask: &[AtomicU64]) -> SetBits<'_> {
+    SetBits {
+        mask,
+        next: 0,
+        word: 0,
+        bits: 0,
+    }
+}
+
+/// [`set_bits`]' iterator: a plain loop over the words, which every drain
+/// runs (a `flat_map` of per-word iterators cost twice the instructions).
+struct SetBits<'a> {
+    mask: &'a [AtomicU64],
+    /// The next word to load.
+    next: usize,
+    /// The word `bits` came from.
+    word: usize,
+    /// The bits of `word` not returned yet.
+    bits: u64,
+}
+
+impl Iterator for SetBits<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.bits == 0 {
+            let m = self.mask.get(self.next)?;
+            self.bits = m.load(Ordering::Acquire);
+            self.word = self.next;
+            self.next += 1;
+        }
+        let lane = self.word * 64 + self.bits.trailing_zeros() as usize;
+        self.bits &= self.bits - 1;
+        Some(lane)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -405,7 +405,16 @@ struct Registered(u64);
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        ACTIVE.with(|a| a.borrow_mut().retain(|(i, _)| *i != self.0));
+        ACTIVE.with(|a| {
+            let mut a = a.borrow_mut();
+            // Usually the last one registered (transactions on several
+            // pools end in the reverse order they began).
+            if a.last().is_some_and(|(i, _)| *i == self.0) {
+                a.pop();
+            } else {
+                a.retain(|(i, _)| *i != self.0);
+            }
+        });
     }
 }
 
