@@ -75,8 +75,15 @@ impl LaneSet {
         if n == 0 {
             return None;
         }
-        let start = hint as usize % n;
-        (0..n).map(|k| (start + k) % n).find_map(|i| {
+        // Walks `start, start + 1, ..., n - 1, 0, ..., start - 1` without
+        // a division per step (a transaction takes a lane every time; the
+        // hint is almost always in range, so its `%` is skipped too).
+        let start = if (hint as usize) < n {
+            hint as usize
+        } else {
+            hint as usize % n
+        };
+        (start..n).chain(0..start).find_map(|i| {
             self.busy[i]
                 .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
                 .ok()

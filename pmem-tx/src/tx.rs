@@ -324,36 +324,60 @@ struct Shared {
     live: Cell<usize>,
 }
 
-thread_local! {
+/// This thread's transaction states: the running ones and the spare ones.
+/// One thread-local for both, so that starting a transaction looks for a
+/// running one, takes a spare state and registers it in one access.
+struct States {
     /// The transaction running on this thread, per open pool instance.
-    static ACTIVE: RefCell<Vec<(u64, Rc<Shared>)>> = const { RefCell::new(Vec::new()) };
+    active: Vec<(u64, Rc<Shared>)>,
+    /// States of this thread's finished transactions, cleared, kept for
+    /// the next ones so that a small transaction allocates nothing.
+    spare: Vec<Rc<Shared>>,
+}
+
+/// What [`States::enter`] found.
+enum Entered {
+    /// A transaction on the pool already runs on this thread: join it.
+    Nested(Rc<Shared>),
+    /// A new outermost transaction, registered, with this state.
+    Outer(Rc<Shared>),
+}
+
+impl States {
+    /// Starts a transaction on pool `instance`: the running one, or a
+    /// cleared state (a spare one, or new) registered as running.
+    fn enter(&mut self, instance: u64) -> Entered {
+        if let Some((_, s)) = self.active.iter().find(|(i, _)| *i == instance) {
+            return Entered::Nested(s.clone());
+        }
+        let shared = self.spare.pop().unwrap_or_else(|| {
+            Rc::new(Shared {
+                inner: RefCell::new(Inner::default()),
+                live: Cell::new(0),
+            })
+        });
+        self.active.push((instance, shared.clone()));
+        Entered::Outer(shared)
+    }
+}
+
+thread_local! {
+    static STATES: RefCell<States> = const {
+        RefCell::new(States {
+            active: Vec::new(),
+            spare: Vec::new(),
+        })
+    };
     /// The lanes this thread used last and, before that, the other one:
     /// the last is tried first next time unless it is parked, then the
     /// other (a thread whose transactions park their lanes alternates
     /// between two, instead of walking through all of them).
     static LANE_HINT: Cell<(u32, u32)> = const { Cell::new((u32::MAX, u32::MAX)) };
-    /// States of this thread's finished transactions, cleared, kept for
-    /// the next ones so that a small transaction allocates nothing.
-    static SPARE: RefCell<Vec<Rc<Shared>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Spare states kept per thread (more than one only for transactions on
 /// several pools nested in each other).
 const MAX_SPARE: usize = 4;
-
-/// A cleared transaction state: a spare one of this thread's, or new.
-fn take_shared() -> Rc<Shared> {
-    SPARE
-        .try_with(|s| s.borrow_mut().pop())
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| {
-            Rc::new(Shared {
-                inner: RefCell::new(Inner::default()),
-                live: Cell::new(0),
-            })
-        })
-}
 
 /// Keeps an outermost transaction's state for the next one once its `Tx`
 /// is gone: dropped after it (declared before it), on every way out,
@@ -375,11 +399,11 @@ impl Drop for Recycle {
             return;
         }
         let shared = self.0.clone();
-        let _ = SPARE.try_with(|s| {
+        let _ = STATES.try_with(|s| {
             if let Ok(mut s) = s.try_borrow_mut()
-                && s.len() < MAX_SPARE
+                && s.spare.len() < MAX_SPARE
             {
-                s.push(shared);
+                s.spare.push(shared);
             }
         });
     }
@@ -393,8 +417,9 @@ pub(crate) fn writing_here(instance: u64) -> bool {
 }
 
 fn active(instance: u64) -> Option<Rc<Shared>> {
-    ACTIVE.with(|a| {
-        a.borrow()
+    STATES.with(|s| {
+        s.borrow()
+            .active
             .iter()
             .find(|(i, _)| *i == instance)
             .map(|(_, s)| s.clone())
@@ -405,8 +430,8 @@ struct Registered(u64);
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        ACTIVE.with(|a| {
-            let mut a = a.borrow_mut();
+        STATES.with(|s| {
+            let a = &mut s.borrow_mut().active;
             // Usually the last one registered (transactions on several
             // pools end in the reverse order they began).
             if a.last().is_some_and(|(i, _)| *i == self.0) {
@@ -461,12 +486,12 @@ impl Pool {
         E: From<Error>,
         F: FnOnce(&mut Tx<'_>) -> Result<R, E>,
     {
-        if let Some(shared) = active(self.instance) {
-            return nested(self, shared, 1, f);
-        }
-        let shared = take_shared();
+        let shared = match STATES.with(|s| s.borrow_mut().enter(self.instance)) {
+            Entered::Nested(shared) => return nested(self, shared, 1, f),
+            Entered::Outer(shared) => shared,
+        };
         let _recycle = Recycle(shared.clone());
-        ACTIVE.with(|a| a.borrow_mut().push((self.instance, shared.clone())));
+        // `enter` put `shared` in the active list; this takes it out.
         let reg = Registered(self.instance);
         let mut tx = Tx {
             pool: self,
