@@ -178,10 +178,7 @@ fn reload(f: &cpu::CpuFeatures) {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         order.swap(i, ((z ^ (z >> 31)) % (i as u64 + 1)) as usize);
     }
-    println!(
-        "
-## reload: store every line, flush it, sfence, then a dependent walk (256 KiB)"
-    );
+    println!("\n## reload: store every line, flush it, sfence, then a dependent walk (256 KiB)");
     println!("{:<28} {:>10}", "variant", "ns/load");
     let mut variants: Vec<Option<FlushInstr>> = vec![None];
     variants.extend(FlushInstr::available(f).into_iter().map(Some));

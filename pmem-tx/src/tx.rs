@@ -243,6 +243,12 @@ struct Inner {
 }
 
 impl Inner {
+    /// This transaction's stripe-lock token: its lane + 1 (lane 0's before
+    /// it has one; every exclusive lock takes a lane first).
+    fn token(&self) -> u64 {
+        u64::from(self.lane.unwrap_or(0)) + 1
+    }
+
     /// Makes a finished transaction's state ready for the next one,
     /// keeping its collections' capacity. Returns false (and changes
     /// nothing) if the end of the transaction did not return everything
@@ -344,10 +350,18 @@ enum Entered {
 }
 
 impl States {
+    /// The transaction running on pool `instance`, if any.
+    fn running(&self, instance: u64) -> Option<&Rc<Shared>> {
+        self.active
+            .iter()
+            .find(|(i, _)| *i == instance)
+            .map(|(_, s)| s)
+    }
+
     /// Starts a transaction on pool `instance`: the running one, or a
     /// cleared state (a spare one, or new) registered as running.
     fn enter(&mut self, instance: u64) -> Entered {
-        if let Some((_, s)) = self.active.iter().find(|(i, _)| *i == instance) {
+        if let Some(s) = self.running(instance) {
             return Entered::Nested(s.clone());
         }
         let shared = self.spare.pop().unwrap_or_else(|| {
@@ -417,13 +431,7 @@ pub(crate) fn writing_here(instance: u64) -> bool {
 }
 
 fn active(instance: u64) -> Option<Rc<Shared>> {
-    STATES.with(|s| {
-        s.borrow()
-            .active
-            .iter()
-            .find(|(i, _)| *i == instance)
-            .map(|(_, s)| s.clone())
-    })
+    STATES.with(|s| s.borrow().running(instance).cloned())
 }
 
 struct Registered(u64);
@@ -1257,7 +1265,7 @@ impl<'p> Tx<'p> {
             return Ok(false);
         }
         self.ensure_lane(inner)?;
-        let token = u64::from(inner.lane.unwrap_or(0)) + 1;
+        let token = inner.token();
         let locks = &self.pool.locks;
         let Inner {
             held,
@@ -1299,7 +1307,7 @@ impl<'p> Tx<'p> {
             inner.locked_since_drain = true;
             inner.untagged = true;
         }
-        let token = u64::from(inner.lane.unwrap_or(0)) + 1;
+        let token = inner.token();
         let locks = &self.pool.locks;
         let mut new_exclusive = false;
         let Inner { held, deps, .. } = inner;
@@ -1517,7 +1525,7 @@ impl<'p> Tx<'p> {
         // (A read-only or empty transaction holds nothing: no walk of the
         // sets then.)
         if !inner.held.is_empty() {
-            let token = u64::from(inner.lane.unwrap_or(0)) + 1;
+            let token = inner.token();
             let tag = if committed && !inner.untagged {
                 Tag::token(token)
             } else {

@@ -117,7 +117,7 @@ impl RangeSet {
             return;
         }
         // The first range of a transaction: inline, without a search.
-        if self.small.is_empty() && self.big.is_empty() && self.small.capacity() > 0 {
+        if self.small.is_empty() && self.big.is_empty() {
             self.small.push((a, b));
             return;
         }
