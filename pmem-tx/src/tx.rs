@@ -1439,6 +1439,7 @@ impl<'p> Tx<'p> {
 
     /// Appends one entry to `w`, continuing the log in a new overflow
     /// block from the heap when the current area is full.
+    #[inline]
     fn append_entry(
         &self,
         inner: &mut Inner,
@@ -1448,19 +1449,43 @@ impl<'p> Tx<'p> {
         payload: &[u8],
     ) -> Result<usize> {
         let p = self.pool.raw.persister();
+        // SAFETY: this transaction holds the lane, so it owns the lane's
+        // log areas, and it reserved and locked every overflow block the
+        // writer continued into; `payload` lies outside them (user data or
+        // a local).
+        match unsafe { w.append(p, kind, target, payload) } {
+            Ok(at) => Ok(at),
+            Err(e) => self.append_entry_slow(inner, w, kind, target, payload, e),
+        }
+    }
+
+    /// [`append_entry`](Self::append_entry) when the entry did not fit
+    /// (`err`): continues the log in overflow blocks until it does.
+    #[inline(never)]
+    fn append_entry_slow(
+        &self,
+        inner: &mut Inner,
+        w: &mut LogWriter,
+        kind: EntryKind,
+        target: u64,
+        payload: &[u8],
+        mut err: pmem_pool::Error,
+    ) -> Result<usize> {
+        let p = self.pool.raw.persister();
         loop {
-            // SAFETY: this transaction holds the lane, so it owns the
-            // lane's log areas, and it reserved and locked every overflow
-            // block the writer continued into; `payload` lies outside them
-            // (user data or a local).
-            match unsafe { w.append(p, kind, target, payload) } {
-                Ok(at) => return Ok(at),
-                Err(pmem_pool::Error::LogFull { .. }) if self.pool.heap.is_some() => {
+            match err {
+                pmem_pool::Error::LogFull { .. } if self.pool.heap.is_some() => {
                     let area = self.overflow_area(inner, entry_size(payload.len()))?;
-                    // SAFETY: as above; `area` was just reserved and locked.
+                    // SAFETY: as in `append_entry`; `area` was just
+                    // reserved and locked.
                     unsafe { w.chain(p, area)? };
                 }
-                Err(e) => return Err(e.into()),
+                e => return Err(e.into()),
+            }
+            // SAFETY: as in `append_entry`.
+            match unsafe { w.append(p, kind, target, payload) } {
+                Ok(at) => return Ok(at),
+                Err(e) => err = e,
             }
         }
     }
