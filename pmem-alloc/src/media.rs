@@ -85,7 +85,7 @@ impl<'a> Live<'a> {
     pub fn store_u64(&self, off: u64, val: u64) {
         if let Some(a) = self.atomic(off) {
             a.store(val, Ordering::Release);
-            self.p.flush(off as usize, 8);
+            self.p.flush_word(off as usize);
         }
     }
 
@@ -152,7 +152,7 @@ impl<'a> Live<'a> {
         for op in ops {
             let line = op.off() / 64;
             if line != last && in_range(op.off(), 8, self.p.len() as u64) {
-                self.p.flush(op.off() as usize, 8);
+                self.p.flush_word(op.off() as usize);
                 last = line;
             }
         }

@@ -627,7 +627,7 @@ impl Invalidation {
                     p.order_flushes_after_loads();
                     ordered = true;
                 }
-                p.flush(l as usize, 8);
+                p.flush_word(l as usize);
                 claimed_lines.push(l);
             });
         }
@@ -642,7 +642,7 @@ impl Invalidation {
             let is_own = is_own(lane);
             own += u32::from(is_own);
             if lane != skip && (is_own || flush_other(lane)) {
-                p.flush(layout.generation_off(lane), 8);
+                p.flush_word(layout.generation_off(lane));
             }
         }
         let others = marked > own;

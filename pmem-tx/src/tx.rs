@@ -1601,7 +1601,7 @@ impl<'p> Tx<'p> {
         let _ = self.pool.inval.tidy(&self.pool.lanes, heap, |lanes| {
             p.order_flushes_after_loads();
             for &l in lanes {
-                p.flush(layout.generation_off(l), 8);
+                p.flush_word(layout.generation_off(l));
             }
             p.drain()
         });

@@ -125,6 +125,24 @@ pub(crate) unsafe fn flush_range_unchecked(instr: FlushInstr, addr: *const u8, l
     }
 }
 
+/// [`flush_range_unchecked`] of the one line holding `addr`.
+///
+/// # Safety
+/// `addr` lies in a mapped range, and this CPU has `instr`.
+#[inline]
+pub(crate) unsafe fn flush_line_unchecked(instr: FlushInstr, addr: *const u8) {
+    let first = addr.wrapping_sub(addr as usize & (CACHE_LINE - 1));
+    match instr {
+        // SAFETY: the CPU has clwb (caller); the line holds `addr`, which
+        // is mapped, so the whole line is (a line never crosses a page).
+        FlushInstr::Clwb => unsafe { clwb_lines(first, 1) },
+        // SAFETY: as above, for clflushopt.
+        FlushInstr::Clflushopt => unsafe { clflushopt_lines(first, 1) },
+        // SAFETY: clflush is baseline x86-64; the line is mapped as above.
+        FlushInstr::Clflush => unsafe { clflush_lines(first, 1) },
+    }
+}
+
 // `_mm_clwb` and `_mm_clflushopt` are not in stable `core::arch` (nor are
 // the `clwb`/`clflushopt` target features), so these two use inline
 // assembly. `readonly` (not `nomem`) tells the compiler the instruction
@@ -136,6 +154,7 @@ pub(crate) unsafe fn flush_range_unchecked(instr: FlushInstr, addr: *const u8, l
 ///
 /// # Safety
 /// The CPU has clwb and every line is mapped.
+#[inline]
 unsafe fn clwb_lines(p: *const u8, lines: usize) {
     for i in 0..lines {
         // SAFETY: line i is mapped (caller) and clwb exists (caller); clwb
@@ -151,6 +170,7 @@ unsafe fn clwb_lines(p: *const u8, lines: usize) {
 ///
 /// # Safety
 /// The CPU has clflushopt and every line is mapped.
+#[inline]
 unsafe fn clflushopt_lines(p: *const u8, lines: usize) {
     for i in 0..lines {
         // SAFETY: as for clwb, with clflushopt (which exists: caller).
@@ -165,6 +185,7 @@ unsafe fn clflushopt_lines(p: *const u8, lines: usize) {
 ///
 /// # Safety
 /// Every line is mapped.
+#[inline]
 unsafe fn clflush_lines(p: *const u8, lines: usize) {
     for i in 0..lines {
         // SAFETY: line i is mapped (caller); clflush (SSE2) is baseline.

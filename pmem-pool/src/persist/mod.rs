@@ -191,6 +191,25 @@ impl Persister {
         }
     }
 
+    /// [`flush`](Self::flush) of the 8-byte word at `off` (8-aligned, so
+    /// inside one line): one flush instruction, without the range
+    /// arithmetic. The transaction path flushes single words at every
+    /// drain (generation words, parked lines).
+    #[inline]
+    pub fn flush_word(&self, off: usize) {
+        debug_assert!(off.is_multiple_of(8), "word {off:#x} not 8-aligned");
+        match &self.imp {
+            Imp::Pmem(c) if off < self.len => {
+                // SAFETY: `off` lies inside the live mapping (checked), so
+                // does its line (a line never crosses a page); `c.flush`
+                // came from `CacheFns::detect`, so this CPU has it.
+                unsafe { flush::flush_line_unchecked(c.flush, self.base.add(off)) }
+            }
+            Imp::Eadr(_) => {}
+            _ => self.flush_other(off, 8),
+        }
+    }
+
     /// [`flush`](Self::flush) in `Msync` and `Sim` modes.
     #[cold]
     #[inline(never)]
