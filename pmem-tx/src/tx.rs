@@ -1713,12 +1713,14 @@ impl<'p> Tx<'p> {
         let p = self.pool.raw.persister();
         // Deferred writes go into the redo log: applied after the commit
         // record, then drained before the log is retired, as the heap's.
-        inner.redo.extend(
-            inner
-                .deferred
-                .drain(..)
-                .map(|(off, val)| RedoOp::Set64 { off, val }),
-        );
+        if !inner.deferred.is_empty() {
+            inner.redo.extend(
+                inner
+                    .deferred
+                    .drain(..)
+                    .map(|(off, val)| RedoOp::Set64 { off, val }),
+            );
+        }
         if let Some(heap) = self.pool.heap.as_ref() {
             for r in &inner.reserved {
                 heap.publish_ops(r, &mut inner.redo);
@@ -2145,15 +2147,19 @@ fn merged_lines(ranges: &mut [(u64, u64)]) -> impl ExactSizeIterator<Item = (u64
     for r in ranges.iter_mut() {
         *r = (r.0 / L * L, r.1.next_multiple_of(L));
     }
-    ranges.sort_unstable();
-    let mut n = 0;
-    for i in 0..ranges.len() {
-        let (a, b) = ranges[i];
-        if n > 0 && a <= ranges[n - 1].1 {
-            ranges[n - 1].1 = ranges[n - 1].1.max(b);
-        } else {
-            ranges[n] = (a, b);
-            n += 1;
+    // (One range, the common case, has nothing to sort or merge.)
+    let mut n = ranges.len();
+    if n > 1 {
+        ranges.sort_unstable();
+        n = 0;
+        for i in 0..ranges.len() {
+            let (a, b) = ranges[i];
+            if n > 0 && a <= ranges[n - 1].1 {
+                ranges[n - 1].1 = ranges[n - 1].1.max(b);
+            } else {
+                ranges[n] = (a, b);
+                n += 1;
+            }
         }
     }
     ranges[..n].iter().copied()
