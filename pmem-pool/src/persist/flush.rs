@@ -113,16 +113,10 @@ pub(crate) unsafe fn flush_range_unchecked(instr: FlushInstr, addr: *const u8, l
     let end = (addr as usize).saturating_add(len);
     let first = addr.wrapping_sub(addr as usize - start);
     let lines = (end - start).div_ceil(CACHE_LINE);
-    match instr {
-        // SAFETY: the CPU has clwb (caller); the lines overlap the mapped
-        // range the caller vouched for (a line is never split across pages,
-        // so its first byte is mapped when any of its bytes is).
-        FlushInstr::Clwb => unsafe { clwb_lines(first, lines) },
-        // SAFETY: as above, for clflushopt.
-        FlushInstr::Clflushopt => unsafe { clflushopt_lines(first, lines) },
-        // SAFETY: clflush is baseline x86-64; lines mapped as above.
-        FlushInstr::Clflush => unsafe { clflush_lines(first, lines) },
-    }
+    // SAFETY: the lines overlap the mapped range the caller vouched for (a
+    // line is never split across pages, so its first byte is mapped when
+    // any of its bytes is); the CPU has `instr` (caller).
+    unsafe { flush_lines(instr, first, lines) }
 }
 
 /// [`flush_range_unchecked`] of the one line holding `addr`.
@@ -132,14 +126,24 @@ pub(crate) unsafe fn flush_range_unchecked(instr: FlushInstr, addr: *const u8, l
 #[inline]
 pub(crate) unsafe fn flush_line_unchecked(instr: FlushInstr, addr: *const u8) {
     let first = addr.wrapping_sub(addr as usize & (CACHE_LINE - 1));
+    // SAFETY: the line holds `addr`, which is mapped, so the whole line is
+    // (a line never crosses a page); the CPU has `instr` (caller).
+    unsafe { flush_lines(instr, first, 1) }
+}
+
+/// `instr` of `lines` lines from the line-aligned `first`.
+///
+/// # Safety
+/// Every line is mapped, and this CPU has `instr`.
+#[inline]
+unsafe fn flush_lines(instr: FlushInstr, first: *const u8, lines: usize) {
     match instr {
-        // SAFETY: the CPU has clwb (caller); the line holds `addr`, which
-        // is mapped, so the whole line is (a line never crosses a page).
-        FlushInstr::Clwb => unsafe { clwb_lines(first, 1) },
+        // SAFETY: the CPU has clwb and the lines are mapped (caller).
+        FlushInstr::Clwb => unsafe { clwb_lines(first, lines) },
         // SAFETY: as above, for clflushopt.
-        FlushInstr::Clflushopt => unsafe { clflushopt_lines(first, 1) },
-        // SAFETY: clflush is baseline x86-64; the line is mapped as above.
-        FlushInstr::Clflush => unsafe { clflush_lines(first, 1) },
+        FlushInstr::Clflushopt => unsafe { clflushopt_lines(first, lines) },
+        // SAFETY: clflush is baseline x86-64; the lines are mapped (caller).
+        FlushInstr::Clflush => unsafe { clflush_lines(first, lines) },
     }
 }
 
