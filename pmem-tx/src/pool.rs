@@ -308,7 +308,7 @@ impl Pool {
     fn prefetch(&self, off: u64, len: u64) {
         #[cfg(target_arch = "x86_64")]
         {
-            use std::arch::x86_64::{_MM_HINT_ET0, _MM_HINT_T0, _mm_prefetch};
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
             let base = self.raw.base();
             let last = off + len.max(1) - 1;
             // SAFETY: the caller checked `off..off+len` lies inside the
@@ -319,11 +319,28 @@ impl Pool {
                 if last >> 6 != off >> 6 {
                     _mm_prefetch::<_MM_HINT_T0>(base.add(last as usize) as *const i8);
                 }
-                // The first stripe's lock word, for the locked instruction
-                // that comes next.
-                _mm_prefetch::<_MM_HINT_ET0>(self.locks.word_ptr(off) as *const i8);
             }
         }
+        // The first stripe's lock word, for the locked instruction that
+        // comes next.
+        self.prefetch_lock(off);
+    }
+
+    /// Starts loading, for writing, the lock word of the stripe holding
+    /// pool offset `off` (any value: the stripe index wraps), so that its
+    /// miss overlaps the work before the locked instruction that takes it.
+    #[inline]
+    pub(crate) fn prefetch_lock(&self, off: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
+            // SAFETY: `word_ptr` points into the lock table, whatever
+            // `off` is; a prefetch reads nothing architecturally and
+            // cannot fault.
+            unsafe { _mm_prefetch::<_MM_HINT_ET0>(self.locks.word_ptr(off) as *const i8) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = off;
     }
 
     /// Starts loading the line at pool offset `off` (inside the mapping)

@@ -1093,6 +1093,11 @@ impl<'p> Tx<'p> {
     /// live).
     pub fn free<T>(&mut self, p: PPtr<T>) -> Result<()> {
         let off = self.pool.own(p)?;
+        // The object's lock word is taken below, after the bookkeeping:
+        // start its miss now (objects larger than a few lines each have
+        // their own line of the lock table, which the last free of a
+        // neighbour did not bring in).
+        self.pool.prefetch_lock(off);
         let heap = self.pool.heap()?;
         {
             let mut inner = self.shared.inner.borrow_mut();
