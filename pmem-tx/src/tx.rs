@@ -328,17 +328,44 @@ struct Shared {
     inner: RefCell<Inner>,
     /// Guards (`TxRef`/`TxMut`) alive on any handle of this transaction.
     live: Cell<usize>,
+    /// Where this state is in its life (see [`States`]).
+    phase: Cell<Phase>,
 }
 
-/// This thread's transaction states: the running ones and the spare ones.
-/// One thread-local for both, so that starting a transaction looks for a
-/// running one, takes a spare state and registers it in one access.
+/// A thread's transaction state, as [`States`] keeps it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    /// Cleared, waiting for the next outermost transaction on its pool.
+    Ready,
+    /// An outermost transaction runs with it: a transaction started on
+    /// the same pool and thread joins it.
+    Running,
+    /// Its transaction's closure has returned; the commit or rollback
+    /// runs, then the state is cleared (back to `Ready`) or, when it
+    /// cannot be, given up (`Spent`).
+    Finishing,
+    /// Not reusable: the next transaction on its pool takes a new one.
+    Spent,
+}
+
+impl Shared {
+    fn new(phase: Phase) -> Rc<Shared> {
+        Rc::new(Shared {
+            inner: RefCell::new(Inner::default()),
+            live: Cell::new(0),
+            phase: Cell::new(phase),
+        })
+    }
+}
+
+/// This thread's transaction states: one per pool instance it ran an
+/// outermost transaction on lately (see [`MAX_SLOTS`]), each running,
+/// finishing or ready for the next one. Starting a transaction is one thread-local access that finds its
+/// pool's state; ending one touches only the state itself (its
+/// [`Phase`]), so a small transaction allocates nothing and looks its
+/// state up once.
 struct States {
-    /// The transaction running on this thread, per open pool instance.
-    active: Vec<(u64, Rc<Shared>)>,
-    /// States of this thread's finished transactions, cleared, kept for
-    /// the next ones so that a small transaction allocates nothing.
-    spare: Vec<Rc<Shared>>,
+    slots: Vec<(u64, Rc<Shared>)>,
 }
 
 /// What [`States::enter`] found.
@@ -352,35 +379,67 @@ enum Entered {
 impl States {
     /// The transaction running on pool `instance`, if any.
     fn running(&self, instance: u64) -> Option<&Rc<Shared>> {
-        self.active
+        self.slots
             .iter()
-            .find(|(i, _)| *i == instance)
+            .find(|(i, s)| *i == instance && s.phase.get() == Phase::Running)
             .map(|(_, s)| s)
     }
 
-    /// Starts a transaction on pool `instance`: the running one, or a
-    /// cleared state (a spare one, or new) registered as running.
+    /// Starts a transaction on pool `instance`: the running one, or the
+    /// pool's ready state, or a new one.
     fn enter(&mut self, instance: u64) -> Entered {
-        if let Some(s) = self.running(instance) {
-            return Entered::Nested(s.clone());
+        let mut spent = None;
+        for (k, (i, s)) in self.slots.iter().enumerate() {
+            if *i != instance {
+                continue;
+            }
+            match s.phase.get() {
+                Phase::Running => return Entered::Nested(s.clone()),
+                Phase::Ready => {
+                    // A pool has a second slot only if a transaction
+                    // began on it while the first slot's was finishing,
+                    // and that one ends first (it runs inside the other's
+                    // finish). Checked anyway: with one slot per pool, as
+                    // usual, the test looks at nothing.
+                    if self.slots[k + 1..]
+                        .iter()
+                        .all(|(j, t)| *j != instance || t.phase.get() != Phase::Running)
+                    {
+                        s.phase.set(Phase::Running);
+                        return Entered::Outer(s.clone());
+                    }
+                }
+                Phase::Spent => spent = Some(k),
+                Phase::Finishing => {}
+            }
         }
-        let shared = self.spare.pop().unwrap_or_else(|| {
-            Rc::new(Shared {
-                inner: RefCell::new(Inner::default()),
-                live: Cell::new(0),
-            })
-        });
-        self.active.push((instance, shared.clone()));
+        self.enter_new(instance, spent)
+    }
+
+    /// [`enter`](Self::enter) when the pool has no ready state: a new one
+    /// replaces a spent one, or is added (after dropping the states of
+    /// other pools that are only ready, when there are many).
+    #[inline(never)]
+    fn enter_new(&mut self, instance: u64, spent: Option<usize>) -> Entered {
+        let shared = Shared::new(Phase::Running);
+        match spent {
+            Some(k) => self.slots[k].1 = shared.clone(),
+            None => {
+                if self.slots.len() >= MAX_SLOTS {
+                    self.slots.retain(|(_, s)| {
+                        matches!(s.phase.get(), Phase::Running | Phase::Finishing)
+                    });
+                }
+                self.slots.push((instance, shared.clone()));
+            }
+        }
         Entered::Outer(shared)
     }
 }
 
 thread_local! {
     static STATES: RefCell<States> = const {
-        RefCell::new(States {
-            active: Vec::new(),
-            spare: Vec::new(),
-        })
+        RefCell::new(States { slots: Vec::new() })
     };
     /// The lanes this thread used last and, before that, the other one:
     /// the last is tried first next time unless it is parked, then the
@@ -389,37 +448,32 @@ thread_local! {
     static LANE_HINT: Cell<(u32, u32)> = const { Cell::new((u32::MAX, u32::MAX)) };
 }
 
-/// Spare states kept per thread (more than one only for transactions on
-/// several pools nested in each other).
-const MAX_SPARE: usize = 4;
+/// States a thread keeps before it drops those of pools that have no
+/// transaction running or finishing (more than one only for transactions
+/// on several pools, nested in each other or one after the other).
+const MAX_SLOTS: usize = 4;
 
-/// Keeps an outermost transaction's state for the next one once its `Tx`
-/// is gone: dropped after it (declared before it), on every way out,
-/// unwinding included.
+/// Ends an outermost transaction's hold on its state once its `Tx` is
+/// gone: dropped after it (declared before it), on every way out,
+/// unwinding included. The state is cleared for the next transaction on
+/// the pool, or given up.
 struct Recycle(Rc<Shared>);
 
 impl Drop for Recycle {
     fn drop(&mut self) {
-        // Only a state nobody else refers to, and that its transaction's
-        // end left clean (lane, locks and blocks all returned).
-        if Rc::strong_count(&self.0) != 1 || self.0.live.get() != 0 {
-            return;
-        }
-        let reset = match self.0.inner.try_borrow_mut() {
-            Ok(mut inner) => inner.reset(),
-            Err(_) => false,
-        };
-        if !reset {
-            return;
-        }
-        let shared = self.0.clone();
-        let _ = STATES.try_with(|s| {
-            if let Ok(mut s) = s.try_borrow_mut()
-                && s.spare.len() < MAX_SPARE
-            {
-                s.spare.push(shared);
-            }
-        });
+        // Only a state nobody else refers to (the thread's slot and this
+        // guard), and that its transaction's end left clean (lane, locks
+        // and blocks all returned).
+        let reset = Rc::strong_count(&self.0) == 2
+            && self.0.live.get() == 0
+            && self
+                .0
+                .inner
+                .try_borrow_mut()
+                .is_ok_and(|mut inner| inner.reset());
+        self.0
+            .phase
+            .set(if reset { Phase::Ready } else { Phase::Spent });
     }
 }
 
@@ -432,23 +486,6 @@ pub(crate) fn writing_here(instance: u64) -> bool {
 
 fn active(instance: u64) -> Option<Rc<Shared>> {
     STATES.with(|s| s.borrow().running(instance).cloned())
-}
-
-struct Registered(u64);
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        STATES.with(|s| {
-            let a = &mut s.borrow_mut().active;
-            // Usually the last one registered (transactions on several
-            // pools end in the reverse order they began).
-            if a.last().is_some_and(|(i, _)| *i == self.0) {
-                a.pop();
-            } else {
-                a.retain(|(i, _)| *i != self.0);
-            }
-        });
-    }
 }
 
 /// A running transaction. Obtained from [`Pool::transaction`]; every change
@@ -499,15 +536,15 @@ impl Pool {
             Entered::Outer(shared) => shared,
         };
         let _recycle = Recycle(shared.clone());
-        // `enter` put `shared` in the active list; this takes it out.
-        let reg = Registered(self.instance);
         let mut tx = Tx {
             pool: self,
             shared,
             depth: 0,
         };
         let r = catch_unwind(AssertUnwindSafe(|| f(&mut tx)));
-        drop(reg);
+        // No longer running: a transaction started from here on (none
+        // is, by this code) would take a state of its own.
+        tx.shared.phase.set(Phase::Finishing);
         match r {
             Ok(Ok(v)) => {
                 if tx.shared.inner.borrow().aborted {

@@ -104,6 +104,70 @@ fn nested_transactions_join_and_inner_failure_aborts_all() {
 }
 
 #[test]
+fn transactions_on_several_pools_nest_and_interleave() {
+    // More pools than a thread keeps transaction states for, so that
+    // states are dropped and made again between transactions.
+    let dirs: Vec<_> = (0..6).map(|_| tmpdir()).collect();
+    let pools: Vec<Pool> = dirs.iter().map(|d| pool(d, Mode::Msync)).collect();
+    let roots: Vec<PPtr<[u64; 2]>> = pools.iter().map(|p| p.root().unwrap()).collect();
+    for round in 1..=3u64 {
+        for (k, (p, &root)) in pools.iter().zip(&roots).enumerate() {
+            let (q, &qroot) = (&pools[(k + 1) % 6], &roots[(k + 1) % 6]);
+            // A transaction on `p` that runs one on `q` inside it: each
+            // commits on its own pool. Inside that, a call on `p` joins
+            // the outer transaction (depth 1), not a new one.
+            p.transaction(|tx| -> Result<(), Error> {
+                tx.write(root.cast::<u64>(), round * 10 + k as u64)?;
+                q.transaction(|qtx| -> Result<(), Error> {
+                    assert_eq!(qtx.depth(), 0, "another pool: its own transaction");
+                    qtx.write(qroot.cast::<u64>().at(1), round)?;
+                    p.transaction(|again| {
+                        assert_eq!(again.depth(), 1, "same pool: joins the outer one");
+                        again.write(root.cast::<u64>().at(1), round)
+                    })
+                })?;
+                // A failing transaction on `q` inside `p`'s leaves `p`'s.
+                let failed: Result<(), Error> = q.transaction(|qtx| {
+                    qtx.write(qroot.cast::<u64>(), 999)?;
+                    Err(Error::Aborted)
+                });
+                assert!(failed.is_err());
+                Ok(())
+            })
+            .unwrap();
+        }
+        for (k, p) in pools.iter().enumerate() {
+            assert_eq!(
+                p.read(roots[k]).unwrap(),
+                [round * 10 + k as u64, round],
+                "pool {k} after round {round}"
+            );
+            assert_eq!(p.lanes_in_use(), 0);
+        }
+    }
+    // A panic inside a nested transaction on another pool rolls both
+    // back, and both pools take transactions again afterwards.
+    let (a, b) = (&pools[0], &pools[1]);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        a.transaction(|tx| -> Result<(), Error> {
+            tx.write(roots[0].cast::<u64>(), 1)?;
+            b.transaction(|btx| -> Result<(), Error> {
+                btx.write(roots[1].cast::<u64>(), 1)?;
+                panic!("inside two transactions")
+            })
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(a.read(roots[0]).unwrap(), [30, 3]);
+    assert_eq!(b.read(roots[1]).unwrap(), [31, 3]);
+    for (p, &root) in [(a, &roots[0]), (b, &roots[1])] {
+        p.transaction(|tx| tx.write(root.cast::<u64>(), 7)).unwrap();
+        assert_eq!(p.read(root).unwrap()[0], 7);
+        assert_eq!(p.lanes_in_use(), 0);
+    }
+}
+
+#[test]
 fn nested_call_while_a_reference_is_alive_is_refused() {
     let dir = tmpdir();
     let p = pool(&dir, Mode::Msync);
