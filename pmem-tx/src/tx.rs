@@ -360,10 +360,10 @@ impl Shared {
 
 /// This thread's transaction states: one per pool instance it ran an
 /// outermost transaction on lately (see [`MAX_SLOTS`]), each running,
-/// finishing or ready for the next one. Starting a transaction is one thread-local access that finds its
-/// pool's state; ending one touches only the state itself (its
-/// [`Phase`]), so a small transaction allocates nothing and looks its
-/// state up once.
+/// finishing or ready for the next one. Starting a transaction is one
+/// thread-local access that finds its pool's state; ending one touches
+/// only the state itself (its [`Phase`]), so a small transaction
+/// allocates nothing and looks its state up once.
 struct States {
     slots: Vec<(u64, Rc<Shared>)>,
 }
@@ -379,50 +379,40 @@ enum Entered {
 impl States {
     /// The transaction running on pool `instance`, if any.
     fn running(&self, instance: u64) -> Option<&Rc<Shared>> {
-        self.slots
-            .iter()
-            .find(|(i, s)| *i == instance && s.phase.get() == Phase::Running)
-            .map(|(_, s)| s)
+        self.slot(instance, Phase::Running)
+            .map(|k| &self.slots[k].1)
     }
 
     /// Starts a transaction on pool `instance`: the running one, or the
     /// pool's ready state, or a new one.
     fn enter(&mut self, instance: u64) -> Entered {
-        let mut spent = None;
-        for (k, (i, s)) in self.slots.iter().enumerate() {
-            if *i != instance {
-                continue;
-            }
-            match s.phase.get() {
-                Phase::Running => return Entered::Nested(s.clone()),
-                Phase::Ready => {
-                    // A pool has a second slot only if a transaction
-                    // began on it while the first slot's was finishing,
-                    // and that one ends first (it runs inside the other's
-                    // finish). Checked anyway: with one slot per pool, as
-                    // usual, the test looks at nothing.
-                    if self.slots[k + 1..]
-                        .iter()
-                        .all(|(j, t)| *j != instance || t.phase.get() != Phase::Running)
-                    {
-                        s.phase.set(Phase::Running);
-                        return Entered::Outer(s.clone());
-                    }
-                }
-                Phase::Spent => spent = Some(k),
-                Phase::Finishing => {}
-            }
+        if let Some(s) = self.running(instance) {
+            return Entered::Nested(s.clone());
         }
-        self.enter_new(instance, spent)
+        match self.slot(instance, Phase::Ready) {
+            Some(k) => {
+                let s = &self.slots[k].1;
+                s.phase.set(Phase::Running);
+                Entered::Outer(s.clone())
+            }
+            None => self.enter_new(instance),
+        }
+    }
+
+    /// The index of a slot of pool `instance` in `phase`.
+    fn slot(&self, instance: u64, phase: Phase) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|(i, s)| *i == instance && s.phase.get() == phase)
     }
 
     /// [`enter`](Self::enter) when the pool has no ready state: a new one
     /// replaces a spent one, or is added (after dropping the states of
     /// other pools that are only ready, when there are many).
     #[inline(never)]
-    fn enter_new(&mut self, instance: u64, spent: Option<usize>) -> Entered {
+    fn enter_new(&mut self, instance: u64) -> Entered {
         let shared = Shared::new(Phase::Running);
-        match spent {
+        match self.slot(instance, Phase::Spent) {
             Some(k) => self.slots[k].1 = shared.clone(),
             None => {
                 if self.slots.len() >= MAX_SLOTS {
