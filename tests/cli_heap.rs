@@ -168,7 +168,7 @@ fn a_bitmap_bit_past_the_runs_blocks_is_a_heap_problem() {
     else {
         panic!("the small object is not in a run");
     };
-    let cl = classes()[usize::from(class)];
+    let cl = classes(geo.layout)[usize::from(class)];
     let tail = cl.nblocks % 64;
     assert_ne!(tail, 0, "class {class} fills its last bitmap word");
     let word = geo.chunk_off(c) + RUN_HEADER_SIZE + (cl.bitmap_words() - 1) * 8;

@@ -119,7 +119,7 @@ pub(crate) fn walk<M: Media + ?Sized>(
                 Err(e) => problems.push(format!("run at chunk {c}: {e}")),
             },
             ChunkHeader::Huge { span } => {
-                let h = alloc_header(m, geo.chunk_off(c) + geo.huge_data);
+                let h = alloc_header(m, geo.chunk_off(c) + geo.huge_data - ALLOC_HEADER_SIZE);
                 if h.size > geo.huge_usable(span) {
                     problems.push(format!(
                         "huge object at chunk {c}: allocation header size {} exceeds its span of {span} chunks",
@@ -135,9 +135,10 @@ pub(crate) fn walk<M: Media + ?Sized>(
     flush_free(&mut free_start, n, &mut f);
 }
 
-fn alloc_header<M: Media + ?Sized>(m: &M, data_off: u64) -> AllocHeader {
-    let mut b = [0u8; 16];
-    m.read(data_off - ALLOC_HEADER_SIZE, &mut b);
+/// The allocation header at pool offset `at`.
+fn alloc_header<M: Media + ?Sized>(m: &M, at: u64) -> AllocHeader {
+    let mut b = [0u8; ALLOC_HEADER_SIZE as usize];
+    m.read(at, &mut b);
     AllocHeader::from_bytes(&b)
 }
 
@@ -149,7 +150,7 @@ fn check_run<M: Media + ?Sized>(
     class: u8,
     span: u32,
 ) -> Result<(&'static Class, Vec<u64>), String> {
-    let cl = classes()
+    let cl = classes(geo.layout)
         .get(usize::from(class))
         .ok_or_else(|| format!("size class {class} does not exist"))?;
     if cl.chunks != span {
@@ -236,13 +237,13 @@ fn check_media<M: Media + ?Sized>(
             let mut used = 0u64;
             for i in set_bits(&bitmap) {
                 used += 1;
-                let data = start + class.data_off + u64::from(i) * class.block + ALLOC_HEADER_SIZE;
-                let h = alloc_header(m, data);
-                if h.size > class.block - ALLOC_HEADER_SIZE {
+                let data = class.data(start, i);
+                let h = alloc_header(m, class.header(start, i));
+                if h.size > class.usable() {
                     header_problems.push(format!(
                         "object at {data:#x} (run at chunk {first}, block {i}): allocation header size {} exceeds the block's {} usable bytes",
                         h.size,
-                        class.block - ALLOC_HEADER_SIZE
+                        class.usable()
                     ));
                 }
                 *r.objects_by_type.entry(h.type_num).or_default() += 1;
@@ -256,7 +257,7 @@ fn check_media<M: Media + ?Sized>(
             r.huge += 1;
             r.objects += 1;
             r.used_bytes += u64::from(span) * CHUNK_SIZE;
-            let h = alloc_header(m, geo.chunk_off(first) + geo.huge_data);
+            let h = alloc_header(m, geo.chunk_off(first) + geo.huge_data - ALLOC_HEADER_SIZE);
             *r.objects_by_type.entry(h.type_num).or_default() += 1;
         }
     });
@@ -305,7 +306,7 @@ impl Heap {
         }
         for (first, class, avail) in v.runs {
             vol[first as usize] = 1;
-            let cl = &classes()[usize::from(class)];
+            let cl = &classes(geo.layout)[usize::from(class)];
             let w = live.read_u64(geo.header_off(first));
             if w != (ChunkHeader::Run {
                 class,
@@ -350,8 +351,8 @@ impl Heap {
         let mut out = Vec::new();
         let mut problems = Vec::new();
         walk(&live, &geo, &mut problems, |s| {
-            let mut push = |data: u64, usable: u64| {
-                let h = alloc_header(&live, data);
+            let mut push = |data: u64, hdr: u64, usable: u64| {
+                let h = alloc_header(&live, hdr);
                 if type_num.is_none_or(|t| t == h.type_num) {
                     out.push(AllocInfo {
                         off: data,
@@ -370,14 +371,12 @@ impl Heap {
                 } => {
                     let start = geo.chunk_off(first);
                     for i in set_bits(&bitmap) {
-                        push(
-                            start + class.data_off + u64::from(i) * class.block + ALLOC_HEADER_SIZE,
-                            class.block - ALLOC_HEADER_SIZE,
-                        );
+                        push(class.data(start, i), class.header(start, i), class.usable());
                     }
                 }
                 Span::Huge { first, span } => {
-                    push(geo.chunk_off(first) + geo.huge_data, geo.huge_usable(span))
+                    let data = geo.chunk_off(first) + geo.huge_data;
+                    push(data, data - ALLOC_HEADER_SIZE, geo.huge_usable(span))
                 }
             }
         });

@@ -61,7 +61,7 @@
 //! its own first chunk and length), and the half-written object is not yet
 //! (or no longer) anyone's.
 
-use crate::class::{Class, classes};
+use crate::class::{Class, Layout, classes};
 use crate::sync::{AtomicU64, Ordering};
 
 /// Marks a run entry (bit 31 of the low half).
@@ -81,6 +81,8 @@ pub(crate) enum Owner {
 /// One atomic entry per chunk of the heap (module docs).
 pub(crate) struct ChunkMap {
     cells: Box<[AtomicU64]>,
+    /// The heap's class table, which run entries index.
+    classes: &'static [Class],
 }
 
 impl std::fmt::Debug for ChunkMap {
@@ -92,10 +94,11 @@ impl std::fmt::Debug for ChunkMap {
 }
 
 impl ChunkMap {
-    /// A map of `chunks` chunks, all free.
-    pub(crate) fn new(chunks: u64) -> ChunkMap {
+    /// A map of `chunks` chunks, all free, of a heap with run `layout`.
+    pub(crate) fn new(chunks: u64, layout: Layout) -> ChunkMap {
         ChunkMap {
             cells: (0..chunks).map(|_| AtomicU64::new(0)).collect(),
+            classes: classes(layout),
         }
     }
 
@@ -104,7 +107,7 @@ impl ChunkMap {
         let Some(cell) = self.cells.get(c as usize) else {
             return Owner::Free;
         };
-        decode(c, cell.load(Ordering::Acquire))
+        decode(self.classes, c, cell.load(Ordering::Acquire))
     }
 
     /// Marks chunks `first..first + class.chunks` as the run of `class` at
@@ -139,7 +142,7 @@ impl ChunkMap {
 }
 
 /// The owner of chunk `c` from its entry `v`.
-fn decode(c: u32, v: u64) -> Owner {
+fn decode(classes: &'static [Class], c: u32, v: u64) -> Owner {
     let (hi, lo) = ((v >> 32) as u32, v as u32);
     if hi != 0 {
         return Owner::Huge {
@@ -151,7 +154,7 @@ fn decode(c: u32, v: u64) -> Owner {
         return Owner::Free;
     }
     let back = (lo & !(RUN_TAG as u32)) >> 8;
-    match (c.checked_sub(back), classes().get(usize::from(lo as u8))) {
+    match (c.checked_sub(back), classes.get(usize::from(lo as u8))) {
         (Some(first), Some(class)) => Owner::Run { first, class },
         // Never written so: read as free (refuses the pointer).
         _ => Owner::Free,
@@ -164,9 +167,12 @@ mod tests {
 
     #[test]
     fn entries_round_trip() {
-        let m = ChunkMap::new(64);
+        let m = ChunkMap::new(64, Layout::Table);
         assert_eq!(m.get(3), Owner::Free);
-        let big = classes().iter().max_by_key(|c| c.chunks).unwrap();
+        let big = classes(Layout::Table)
+            .iter()
+            .max_by_key(|c| c.chunks)
+            .unwrap();
         assert!(big.chunks > 1);
         m.set_run(10, big);
         for c in 10..10 + big.chunks {
@@ -179,7 +185,7 @@ mod tests {
             );
         }
         assert_eq!(m.get(10 + big.chunks), Owner::Free);
-        let small = &classes()[0];
+        let small = &classes(Layout::Table)[0];
         m.set_run(0, small);
         assert_eq!(
             m.get(0),
@@ -210,7 +216,7 @@ mod tests {
     fn extreme_huge_span_is_not_a_run() {
         let v = u64::from(u32::MAX) << 32;
         assert_eq!(
-            decode(5, v),
+            decode(classes(Layout::Table), 5, v),
             Owner::Huge {
                 first: 0,
                 span: u32::MAX

@@ -60,11 +60,11 @@ enum Where {
 }
 
 impl Where {
-    /// Usable bytes of the block or span (its size less the allocation
-    /// header, and for a span the bytes before the header).
+    /// Usable bytes of the block or span (less an allocation header
+    /// inside it, and for a span the bytes before the header).
     fn usable(&self, geo: &Geometry) -> u64 {
         match *self {
-            Where::Block { class, .. } => class.block - ALLOC_HEADER_SIZE,
+            Where::Block { class, .. } => class.usable(),
             Where::Huge { span, .. } => geo.huge_usable(span),
         }
     }
@@ -83,8 +83,11 @@ fn bit_of(start: u64, i: u32) -> (u64, u64) {
 /// Consumed by [`Heap::cancel`] or [`Heap::after_commit`].
 #[derive(Debug)]
 pub struct Reservation {
-    /// Pool offset of the object's data (16-aligned; header at `off - 16`).
+    /// Pool offset of the object's data (16-aligned).
     pub off: u64,
+    /// Pool offset of its 16-byte allocation header: in its run's header
+    /// table (heap version 3), else right before `off`.
+    pub hdr: u64,
     /// Usable bytes at `off` (≥ the requested size).
     pub usable: u64,
     size: u64,
@@ -136,7 +139,8 @@ pub struct AllocInfo {
 pub struct ClassStats {
     /// Class index.
     pub class: u8,
-    /// Block size (allocation header included).
+    /// Block size (allocation header included in heaps of version 1
+    /// and 2).
     pub block_size: u64,
     /// Runs of this class.
     pub runs: u64,
@@ -293,11 +297,11 @@ impl Heap {
         let n = arena_count();
         let mut arenas: Vec<Arena> = (0..n)
             .map(|_| Arena {
-                by_class: vec![ClassRuns::default(); classes().len()],
+                by_class: vec![ClassRuns::default(); classes(geo.layout).len()],
             })
             .collect();
         let mut g = Global::default();
-        let cmap = ChunkMap::new(geo.chunk_count);
+        let cmap = ChunkMap::new(geo.chunk_count, geo.layout);
         for (s, l) in r.free {
             g.insert_free(s, l);
         }
@@ -365,9 +369,8 @@ impl Heap {
                 max,
             });
         }
-        let need = size + ALLOC_HEADER_SIZE;
         let span = (size + self.geo.huge_data).div_ceil(CHUNK_SIZE) as u32;
-        match class_for(need) {
+        match class_for(self.geo.layout, size) {
             Some(c) => match self.reserve_block(p, c, size, type_num) {
                 Err(Error::OutOfSpace { .. }) if c.chunks > 1 => {
                     self.reserve_huge(p, span, size, type_num)
@@ -388,8 +391,9 @@ impl Heap {
 
     fn block_reservation(&self, run: Arc<Run>, idx: u32, size: u64, type_num: u64) -> Reservation {
         Reservation {
-            off: run.block_off(idx) + ALLOC_HEADER_SIZE,
-            usable: run.class.block - ALLOC_HEADER_SIZE,
+            off: run.data_off(idx),
+            hdr: run.header_off(idx),
+            usable: run.class.usable(),
             size,
             type_num,
             slot: Slot::Block { run, idx },
@@ -458,8 +462,10 @@ impl Heap {
                             freeing: false,
                         },
                     );
+                    let off = self.geo.chunk_off(first) + self.geo.huge_data;
                     return Ok(Reservation {
-                        off: self.geo.chunk_off(first) + self.geo.huge_data,
+                        off,
+                        hdr: off - ALLOC_HEADER_SIZE,
                         usable: self.geo.huge_usable(span),
                         size,
                         type_num,
@@ -497,13 +503,19 @@ impl Heap {
             reserved: [0; 36],
             crc32: 0,
         };
+        // Only the bitmap needs zeroing: a header table entry is read only
+        // once its block's bit is set, and is written before that.
+        let bitmap_end = match c.headers_off {
+            0 => c.data_off,
+            h => h,
+        };
         let persisted = (|| {
             // SAFETY: chunks first..first+c.chunks were just taken from the
             // free pool under the global lock: no run, reservation or huge
             // object covers them, so no other thread accesses these bytes.
             unsafe {
                 live.write(start, &hdr.to_bytes());
-                live.zero(start + RUN_HEADER_SIZE, c.data_off - RUN_HEADER_SIZE);
+                live.zero(start + RUN_HEADER_SIZE, bitmap_end - RUN_HEADER_SIZE);
             }
             p.drain()?;
             live.store_u64(
@@ -619,26 +631,28 @@ impl Heap {
     }
 
     /// Writes the allocation header (requested size, type number) of `r`
-    /// with plain stores, and does not flush it: the caller flushes the
-    /// 16 bytes before `r.off` before the fence of the commit record that
-    /// publishes `r`. The header shares its line with the object's first
-    /// bytes, which the caller writes next; flushing here would write the
-    /// line back twice, and where the flush evicts it (clwb does on some
-    /// processors), the object's first store would miss.
+    /// at `r.hdr` with plain stores, and does not flush it: the caller
+    /// flushes those 16 bytes before the fence of the commit record that
+    /// publishes `r`. The header shares its line with other blocks'
+    /// headers (table layout) or with the object's first bytes (inline),
+    /// which the caller may write next; flushing here would write the line
+    /// back twice, and where the flush evicts it (clwb does on some
+    /// processors), the next store into it would miss.
     ///
     /// # Safety
     /// `p` is the persister this heap was opened with, `r` a live
-    /// reservation of this heap, and no reference to the 16 bytes before
-    /// `r.off` is alive.
+    /// reservation of this heap, and no reference to the 16 bytes at
+    /// `r.hdr` is alive.
     pub unsafe fn write_header(&self, p: &Persister, r: &Reservation) {
         let h = AllocHeader {
             size: r.size,
             type_num: r.type_num,
         };
-        // SAFETY: the reservation owns its block exclusively (it is handed
-        // to one reservation only), header bytes included; the caller
-        // guarantees no reference to them is alive.
-        unsafe { Live::new(p).write_unflushed(r.off - ALLOC_HEADER_SIZE, &h.to_bytes()) };
+        // SAFETY: the reservation owns its block and its block's header
+        // exclusively (a block is handed to one reservation only; no user
+        // code may reach a header, `data_range_ok`); the caller guarantees
+        // no reference to them is alive.
+        unsafe { Live::new(p).write_unflushed(r.hdr, &h.to_bytes()) };
     }
 
     /// The redo ops that publish `r`: `Or64` of its bitmap bit (run block)
@@ -690,10 +704,10 @@ impl Heap {
     /// Where the object whose data starts at `off` lives, if anywhere:
     /// one chunk-map load, no lock.
     fn locate(&self, off: u64) -> Option<Where> {
-        let c = self.geo.chunk_of(off.checked_sub(ALLOC_HEADER_SIZE)?)?;
+        let c = self.geo.chunk_of(off)?;
         match self.map.get(c) {
             Owner::Run { first, class } => {
-                let data = self.geo.chunk_off(first) + class.data_off + ALLOC_HEADER_SIZE;
+                let data = class.data(self.geo.chunk_off(first), 0);
                 let rel = off.checked_sub(data)?;
                 let (i, r) = class.split(rel);
                 if r != 0 || i >= u64::from(class.nblocks) {
@@ -710,6 +724,17 @@ impl Heap {
                 .then_some(Where::Huge { first, span }),
             Owner::Free => None,
         }
+    }
+
+    /// Pool offset of the allocation header of the block or span whose
+    /// data would start at `off` (published or not), for tools and tests:
+    /// in its run's header table (heap version 3), else the 16 bytes
+    /// before `off`. `None` if no block or span of the heap starts there.
+    pub fn header_off(&self, off: u64) -> Option<u64> {
+        Some(match self.locate(off)? {
+            Where::Block { first, class, idx } => class.header(self.geo.chunk_off(first), idx),
+            Where::Huge { .. } => off - ALLOC_HEADER_SIZE,
+        })
     }
 
     /// The run starting at chunk `first` with `class`, if it is in service.
@@ -826,7 +851,7 @@ impl Heap {
                     return false;
                 }
                 let block = data + i * class.block;
-                off >= block + ALLOC_HEADER_SIZE && end <= block + class.block
+                off >= block + class.head() && end <= block + class.block
             }
             Owner::Huge { first, span } => {
                 let start = self.geo.chunk_off(first);
@@ -840,21 +865,23 @@ impl Heap {
     pub fn alloc_info(&self, p: &Persister, off: u64) -> Result<AllocInfo> {
         let live = Live::new(p);
         let at = self.locate(off).ok_or(Error::NotAllocated { off })?;
-        let published = match at {
-            Where::Block { first, idx, .. } => {
-                let (woff, mask) = bit_of(self.geo.chunk_off(first), idx);
-                live.read_u64(woff) & mask != 0
+        let (published, hdr) = match at {
+            Where::Block { first, class, idx } => {
+                let start = self.geo.chunk_off(first);
+                let (woff, mask) = bit_of(start, idx);
+                (live.read_u64(woff) & mask != 0, class.header(start, idx))
             }
-            Where::Huge { first, span } => {
-                live.read_u64(self.geo.header_off(first)) == (ChunkHeader::Huge { span }).encode()
-            }
+            Where::Huge { first, span } => (
+                live.read_u64(self.geo.header_off(first)) == (ChunkHeader::Huge { span }).encode(),
+                off - ALLOC_HEADER_SIZE,
+            ),
         };
         if !published {
             return Err(Error::NotAllocated { off });
         }
         let usable = at.usable(&self.geo);
-        let mut b = [0u8; 16];
-        live.read(off - ALLOC_HEADER_SIZE, &mut b);
+        let mut b = [0u8; ALLOC_HEADER_SIZE as usize];
+        live.read(hdr, &mut b);
         let h = AllocHeader::from_bytes(&b);
         Ok(AllocInfo {
             off,
@@ -866,7 +893,7 @@ impl Heap {
 
     /// A snapshot of the volatile state.
     pub fn stats(&self) -> HeapStats {
-        let mut cls: Vec<ClassStats> = classes()
+        let mut cls: Vec<ClassStats> = classes(self.geo.layout)
             .iter()
             .map(|c| ClassStats {
                 class: c.index,

@@ -36,7 +36,7 @@ impl Heap {
                 return false;
             }
             let block = data + i * run.class.block;
-            return off >= block + ALLOC_HEADER_SIZE && end <= block + run.class.block;
+            return off >= block + run.class.head() && end <= block + run.class.block;
         }
         let g = sync::lock(&self.global);
         match g.huge.range(..=c).next_back() {
@@ -50,7 +50,7 @@ impl Heap {
 
     /// `locate` as it was: (first chunk, block index or span, is huge).
     fn locate_locked(&self, off: u64) -> Option<(u32, u32, bool)> {
-        let c = self.geo.chunk_of(off.checked_sub(ALLOC_HEADER_SIZE)?)?;
+        let c = self.geo.chunk_of(off)?;
         if let Some(run) = self.run_covering_locked(c) {
             return Some((run.first, run.block_of(off)?, false));
         }
@@ -117,10 +117,7 @@ fn alloc(heap: &Heap, p: &Persister, size: u64) -> u64 {
 fn publish(heap: &Heap, p: &Persister, r: Reservation) -> u64 {
     // SAFETY: a live reservation of `heap`; nothing references it.
     unsafe { heap.write_header(p, &r) };
-    p.flush(
-        (r.off - ALLOC_HEADER_SIZE) as usize,
-        ALLOC_HEADER_SIZE as usize,
-    );
+    p.flush(r.hdr as usize, ALLOC_HEADER_SIZE as usize);
     let mut ops = Vec::new();
     heap.publish_ops(&r, &mut ops);
     // SAFETY: ops from this heap's publish_ops.
@@ -183,8 +180,7 @@ fn lock_free_lookups_agree_with_locked_ones_through_every_role_change() {
 
     // Two runs of one class, one emptied: retiring (still in the run map),
     // then reclaimed by the next huge reserve.
-    let block = 9000 + ALLOC_HEADER_SIZE;
-    let per_run = u64::from(class_for(block).unwrap().nblocks);
+    let per_run = u64::from(class_for(heap.geo.layout, 9000).unwrap().nblocks);
     let mut many: Vec<u64> = (0..per_run + 1).map(|_| alloc(&heap, p, 9000)).collect();
     let runs_before = runs_of(&heap);
     agree(&heap, "second run of a class");
@@ -254,13 +250,10 @@ fn usable_matches_alloc_info_without_reading_the_header() {
         assert!(info.usable >= size);
         assert_eq!(usable(off).unwrap(), info.usable, "size {size}");
         // Overwriting the header changes nothing: it is not read.
+        let hdr = heap.header_off(off).unwrap();
         // SAFETY: the block's own header, nothing references it.
         unsafe {
-            std::ptr::write_bytes(
-                p.base().add((off - ALLOC_HEADER_SIZE) as usize),
-                0xAB,
-                ALLOC_HEADER_SIZE as usize,
-            )
+            std::ptr::write_bytes(p.base().add(hdr as usize), 0xAB, ALLOC_HEADER_SIZE as usize)
         };
         assert_eq!(usable(off).unwrap(), info.usable, "size {size}");
         for bad in [off - ALLOC_HEADER_SIZE, off + 8] {

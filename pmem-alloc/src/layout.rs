@@ -13,17 +13,22 @@ use std::mem::{offset_of, size_of};
 pub const CHUNK_SIZE: u64 = 256 * 1024;
 /// Bytes of the heap header at the start of the heap region.
 pub const HEAP_HEADER_SIZE: u64 = 4096;
-/// Bytes of the allocation header before every object's data.
+/// Bytes of an allocation header (size, type number): in a run's header
+/// table (heap version 3), or right before the object's data (huge
+/// objects, and run blocks of heap versions 1 and 2).
 pub const ALLOC_HEADER_SIZE: u64 = 16;
 /// Bytes of a run header at the start of a run's span.
 pub const RUN_HEADER_SIZE: u64 = 64;
 /// Heap header magic: ASCII `PMOHEAP1`.
 pub const HEAP_MAGIC: [u8; 8] = *b"PMOHEAP1";
-/// Heap format version written by `format`. Version 2 puts a huge
-/// object's data on a cache line ([`HUGE_DATA_OFF`]); version 1 heaps,
-/// whose huge objects start 16 bytes into their first chunk, are still
-/// opened and checked ([`Geometry::huge_data`]).
-pub const HEAP_VERSION: u32 = 2;
+/// Heap format version written by `format`. Version 3 keeps a run's
+/// allocation headers in a table after its bitmap ([`Layout::Table`]), so
+/// that allocating a block writes none of its bytes; version 2 put a huge
+/// object's data on a cache line ([`HUGE_DATA_OFF`]). Version 1 and 2
+/// heaps (headers in front of each block, [`Layout::Inline`]; version 1's
+/// huge objects 16 bytes into their first chunk) are still opened and
+/// checked ([`Geometry::with_version`]).
+pub const HEAP_VERSION: u32 = 3;
 /// The oldest heap format version this library opens.
 pub const HEAP_VERSION_MIN: u32 = 1;
 /// Offset of a huge object's data from the start of its first chunk
@@ -185,6 +190,18 @@ impl HeapHeader {
     }
 }
 
+/// Where a run keeps its blocks' allocation headers: the heap version's
+/// choice, which fixes the runs' layout (FORMAT.md, "Run").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Heap versions 1 and 2: 16 bytes at the start of every block, the
+    /// object's data after them.
+    Inline,
+    /// Heap version 3: a table of 16-byte entries after the run's bitmap,
+    /// the object's data at the start of its block.
+    Table,
+}
+
 /// Where the heap's structures lie, computed from the heap region alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -202,6 +219,9 @@ pub struct Geometry {
     /// heap header's version ([`HUGE_DATA_OFF`], or [`HUGE_DATA_OFF_V1`]
     /// for a version 1 heap).
     pub huge_data: u64,
+    /// Where run blocks' allocation headers are: set by the heap header's
+    /// version ([`Layout::Table`] from version 3).
+    pub layout: Layout,
 }
 
 /// Rounds `x` up to a multiple of 4096.
@@ -245,6 +265,7 @@ impl Geometry {
             chunk_count: n,
             chunks_offset: table_offset + page_up(n * 8),
             huge_data: HUGE_DATA_OFF,
+            layout: Layout::Table,
         })
     }
 
@@ -256,7 +277,16 @@ impl Geometry {
         } else {
             HUGE_DATA_OFF
         };
-        Geometry { huge_data, ..self }
+        let layout = if version < 3 {
+            Layout::Inline
+        } else {
+            Layout::Table
+        };
+        Geometry {
+            huge_data,
+            layout,
+            ..self
+        }
     }
 
     /// Usable bytes of a huge object spanning `span` chunks.
@@ -422,7 +452,8 @@ impl RunHeader {
     }
 }
 
-/// The allocation header, 16 bytes before every object's data.
+/// The allocation header of an object (16 bytes: in its run's header
+/// table, or before its data).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AllocHeader {

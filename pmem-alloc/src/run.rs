@@ -248,9 +248,14 @@ impl HasBlocks for Run {
 }
 
 impl Run {
+    /// Pool offset of block `i`'s data.
+    pub fn data_off(&self, i: u32) -> u64 {
+        self.class.data(self.start, i)
+    }
+
     /// Pool offset of block `i`'s allocation header.
-    pub fn block_off(&self, i: u32) -> u64 {
-        self.start + self.class.data_off + u64::from(i) * self.class.block
+    pub fn header_off(&self, i: u32) -> u64 {
+        self.class.header(self.start, i)
     }
 
     /// Pool offset of the bitmap word holding block `i`, and its mask.
@@ -263,8 +268,7 @@ impl Run {
 
     /// The block whose data starts at pool offset `off`, if any.
     pub fn block_of(&self, off: u64) -> Option<u32> {
-        let rel =
-            off.checked_sub(self.start + self.class.data_off + crate::layout::ALLOC_HEADER_SIZE)?;
+        let rel = off.checked_sub(self.class.data(self.start, 0))?;
         let (i, r) = self.class.split(rel);
         (r == 0 && i < u64::from(self.class.nblocks)).then_some(i as u32)
     }

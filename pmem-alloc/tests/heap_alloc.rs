@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use pmem_alloc::class::{MAX_RUN_BLOCK, classes};
+use pmem_alloc::class::{Layout, MAX_RUN_BLOCK, class_for, classes};
 use pmem_alloc::layout::{CHUNK_SIZE, HUGE_DATA_OFF, HUGE_DATA_OFF_V1, HeapHeader};
 use pmem_alloc::{Error, check_bytes};
 
@@ -14,12 +14,16 @@ const MIB: u64 = 1 << 20;
 #[test]
 fn every_class_boundary_and_huge_round_trip() {
     let f = Fixture::new(64 * MIB);
+    let layout = f.heap().geometry().layout;
     let mut sizes = vec![0u64, 1, 15, 16, 17];
-    for c in classes().iter().filter(|c| c.block <= 64 * 1024) {
-        sizes.push(c.block - 16);
-        sizes.push(c.block - 15);
+    for c in classes(layout).iter().filter(|c| c.block <= 64 * 1024) {
+        sizes.push(c.usable());
+        sizes.push(c.usable() + 1);
     }
-    sizes.extend([MAX_RUN_BLOCK - 15, CHUNK_SIZE * 4, CHUNK_SIZE * 6 + 3]);
+    // Just above the largest class, and two multi-chunk spans.
+    let largest = classes(layout).last().unwrap();
+    assert_eq!(largest.block, MAX_RUN_BLOCK);
+    sizes.extend([largest.usable() + 1, CHUNK_SIZE * 4, CHUNK_SIZE * 6 + 3]);
     let mut got = Vec::new();
     for (i, &s) in sizes.iter().enumerate() {
         let off = f.alloc(s, i as u64 % 5).unwrap();
@@ -27,8 +31,9 @@ fn every_class_boundary_and_huge_round_trip() {
         assert_eq!((info.off, info.size, info.type_num), (off, s, i as u64 % 5));
         assert!(info.usable >= s);
         // The smallest block that fits: usable < the next smaller class's.
-        if let Some(c) = classes().iter().find(|c| c.block >= s + 16) {
-            assert_eq!(info.usable, c.block - 16, "size {s}");
+        if let Some(c) = classes(layout).iter().find(|c| c.usable() >= s) {
+            assert_eq!(info.usable, c.usable(), "size {s}");
+            assert_eq!(class_for(layout, s), Some(c));
         } else {
             // A huge span: the data starts a cache line into its first
             // chunk (heap format 2).
@@ -39,7 +44,7 @@ fn every_class_boundary_and_huge_round_trip() {
         got.push(info);
     }
     // Distinct, non-overlapping objects.
-    let mut spans: Vec<(u64, u64)> = got.iter().map(|i| (i.off - 16, i.off + i.usable)).collect();
+    let mut spans: Vec<(u64, u64)> = got.iter().map(|i| (i.off, i.off + i.usable)).collect();
     spans.sort();
     for w in spans.windows(2) {
         assert!(w[0].1 <= w[1].0, "overlap {w:?}");
@@ -209,9 +214,14 @@ fn fill_free_refill_does_not_grow_and_chunks_change_class() {
     while f.alloc(48, 0).is_ok() {
         n += 1;
     }
-    let per_run = classes().iter().find(|c| c.block == 64).unwrap().nblocks as u64;
+    let layout = f.heap().geometry().layout;
+    let per_run = u64::from(class_for(layout, 48).unwrap().nblocks);
     let chunks = f.heap().geometry().chunk_count;
-    assert_eq!(n, per_run * chunks, "every chunk became a 64-byte run");
+    assert_eq!(
+        n,
+        per_run * chunks,
+        "every chunk became a run of that class"
+    );
     assert_ok(f.heap(), f.p());
     f.reopen();
     assert_eq!(f.heap().objects(f.p(), None).len() as u64, n);
@@ -225,7 +235,7 @@ fn fill_free_refill_does_not_grow_and_chunks_change_class() {
 fn blocks_freed_in_full_runs_are_reserved_before_a_new_run() {
     let f = Fixture::new(64 * MIB);
     let size = 4000;
-    let class = classes().iter().find(|c| c.block >= size + 16).unwrap();
+    let class = class_for(f.heap().geometry().layout, size).unwrap();
     let per_run = u64::from(class.nblocks);
     let runs = |f: &Fixture| f.heap().stats().classes[usize::from(class.index)].runs;
     let objs: Vec<u64> = (0..3 * per_run)
@@ -403,4 +413,62 @@ fn version_1_heap_keeps_its_huge_layout() {
     f.reopen();
     assert!(f.heap().alloc_info(f.p(), off).is_err());
     assert_eq!(assert_ok(f.heap(), f.p()).objects, 1);
+}
+
+/// A heap of format version 2 (every run block's allocation header in its
+/// first 16 bytes) still opens, lays its runs out inline, allocates and
+/// frees in them, and checks clean after a reopen; a fresh heap is version
+/// 3, whose headers sit in a table after each run's bitmap, so that a
+/// 4 KiB request takes a page-aligned 4 KiB block.
+#[test]
+fn version_2_heap_keeps_its_inline_headers() {
+    let mut f = Fixture::new(16 * MIB);
+    let g = f.heap().geometry();
+    assert_eq!(g.layout, Layout::Table);
+    let fresh = f.alloc(4096, 1).unwrap();
+    assert_eq!(fresh % 4096, 0, "page-aligned 4 KiB object");
+    assert_eq!(f.heap().alloc_info(f.p(), fresh).unwrap().usable, 4096);
+    let hdr = f.heap().header_off(fresh).unwrap();
+    assert!(
+        hdr + 16 <= fresh && fresh - hdr < 4096,
+        "header in the run's table"
+    );
+    f.free(fresh).unwrap();
+    f.reopen(); // the emptied run becomes free chunks
+    assert_eq!(assert_ok(f.heap(), f.p()).runs, 0);
+
+    f.heap = None;
+    let mut h = HeapHeader::new(&g);
+    h.version = 2;
+    h.crc32 = pmem_pool::crc::crc32c(&h.to_bytes()[..0xFFC]);
+    poke_bytes(&f, g.region_offset, &h.to_bytes());
+    f.reopen();
+    let g2 = f.heap().geometry();
+    assert_eq!((g2.layout, g2.huge_data), (Layout::Inline, HUGE_DATA_OFF));
+
+    let mut objs = Vec::new();
+    for (i, size) in [1u64, 48, 100, 4096, 9000, 4 * CHUNK_SIZE]
+        .into_iter()
+        .enumerate()
+    {
+        let off = f.alloc(size, i as u64).unwrap();
+        assert_eq!(f.heap().header_off(off), Some(off - 16), "size {size}");
+        let info = f.heap().alloc_info(f.p(), off).unwrap();
+        if let Some(c) = class_for(Layout::Inline, size) {
+            assert_eq!(info.usable, c.block - 16, "size {size}");
+        }
+        objs.push((off, size, i as u64));
+    }
+    f.reopen();
+    for &(off, size, ty) in &objs {
+        let info = f.heap().alloc_info(f.p(), off).unwrap();
+        assert_eq!((info.size, info.type_num), (size, ty));
+    }
+    assert_eq!(assert_ok(f.heap(), f.p()).objects, objs.len() as u64);
+    let bytes = std::fs::read(&f.path).unwrap();
+    assert!(check_bytes(&bytes, region(f.raw.as_ref().unwrap())).is_ok());
+    f.free(objs[3].0).unwrap();
+    f.reopen();
+    assert!(f.heap().alloc_info(f.p(), objs[3].0).is_err());
+    assert_eq!(assert_ok(f.heap(), f.p()).objects, objs.len() as u64 - 1);
 }

@@ -102,7 +102,7 @@ fn corrupted_bitmap_word_is_found() {
     let g = f.heap().geometry();
     // Run of 3000-byte requests: its last bitmap word gets bits past its
     // block count.
-    let c = class_for(3016).unwrap();
+    let c = class_for(g.layout, 3000).unwrap();
     let run_chunk = (0..g.chunk_count as u32)
         .find(|&k| {
             peek(&f, g.header_off(k)) & 0xFF00 == u64::from(c.index) << 8
@@ -136,7 +136,8 @@ fn bitmap_bit_of_a_reservable_block_is_found_live() {
 fn corrupted_allocation_header_is_found() {
     let (f, offs) = populated();
     // Size far larger than the 48-byte object's block.
-    poke(&f, offs[3] - 16, 1 << 40);
+    let hdr = f.heap().header_off(offs[3]).unwrap();
+    poke(&f, hdr, 1 << 40);
     // open reads only chunk headers, run headers and bitmaps: it succeeds.
     expect_found(f, "allocation header size", false);
 }

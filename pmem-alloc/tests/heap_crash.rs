@@ -94,7 +94,9 @@ fn every_crash_image_of_run_creation_publish_and_free_is_consistent() {
     free(heap, p, a).unwrap();
     free(heap, p, h).unwrap();
     // A second 3000-byte run, then empty it so it retires (kept: the first).
-    let per_run = pmem_alloc::class::class_for(3016).unwrap().nblocks;
+    let per_run = pmem_alloc::class::class_for(heap.geometry().layout, 3000)
+        .unwrap()
+        .nblocks;
     let more: Vec<u64> = (0..per_run)
         .map(|_| alloc(heap, p, 3000, 4).unwrap())
         .collect();

@@ -195,7 +195,7 @@ struct Inner {
     redo: Vec<RedoOp>,
     /// Whether redo entries were written at the current generation.
     redo_written: bool,
-    /// Fresh blocks' ranges (allocation header included) the commit
+    /// Fresh blocks' ranges (and their allocation headers) the commit
     /// checksums.
     fresh: Vec<(u64, u64)>,
     /// Whether the caller wrote old bytes without snapshot (`NO_SNAPSHOT`):
@@ -997,29 +997,38 @@ impl<'p> Tx<'p> {
                     .push(std::mem::replace(&mut r, next));
             }
         }
-        let (off, usable) = (r.off, r.usable);
+        let (off, usable, h) = (r.off, r.usable, r.hdr);
         // SAFETY: the reservation is ours alone until commit or cancel.
         unsafe { heap.write_header(p, &r) };
         {
             let mut inner = self.shared.inner.borrow_mut();
             inner.reserved.push(r);
             let (a, b) = (off, off + usable.max(1));
-            let h = a - ALLOC_HEADER_SIZE;
+            let he = h + ALLOC_HEADER_SIZE;
             if fill == Fill::Keep {
                 // Not covered: a write later in this transaction would be
                 // snapshotted (and so flushed and checksummed) as usual.
-                inner.dirty.push((h, a));
-                inner.fresh.push((h, a));
+                inner.dirty.push((h, he));
+                inner.fresh.push((h, he));
             } else {
                 // Fresh: nothing to snapshot, flushed and checksummed at
-                // commit with its allocation header. A deferred write
-                // inside it (through a stale pointer, while the block was
-                // free) is dead: stored after the commit record, it would
-                // also change bytes the record checksums.
+                // commit with its allocation header (one range where the
+                // header is the block's first bytes, two where it is in
+                // its run's header table). A deferred write inside it
+                // (through a stale pointer, while the block was free) is
+                // dead: stored after the commit record, it would also
+                // change bytes the record checksums.
                 drop_deferred(&mut inner, a, usable);
                 inner.covered.insert(a, b);
-                inner.dirty.push((h, b));
-                inner.fresh.push((h, b));
+                if he == a {
+                    inner.dirty.push((h, b));
+                    inner.fresh.push((h, b));
+                } else {
+                    inner.dirty.push((h, he));
+                    inner.dirty.push((a, b));
+                    inner.fresh.push((h, he));
+                    inner.fresh.push((a, b));
+                }
             }
         }
         if fill == Fill::Zero {
@@ -1140,10 +1149,7 @@ impl<'p> Tx<'p> {
                 // bump is durable would then see a mismatch and roll this
                 // transaction back). Its lines are still flushed with the
                 // rest, before anyone else can reach them.
-                let h = r.off - ALLOC_HEADER_SIZE;
-                if let Some(j) = inner.fresh.iter().position(|&(a, _)| a == h) {
-                    inner.fresh.swap_remove(j);
-                }
+                inner.fresh.retain(|&(a, _)| a != r.hdr && a != r.off);
                 inner.dropped.push(r);
                 return Ok(());
             }
@@ -2031,14 +2037,19 @@ impl<'p> Tx<'p> {
         let r = (|| -> Result<()> {
             // Fresh blocks this transaction wrote are free again; flush
             // them anyway, allocation header included (`reserve` wrote it,
-            // and it lies on the line before the data when the data starts
-            // a line), so that no line is left dirty behind the
-            // transaction (the rollback below drains them).
+            // in its run's header table, or before the data), so that no
+            // line is left dirty behind the transaction (the rollback
+            // below drains them).
             let fresh: Vec<(u64, u64)> = inner
                 .reserved
                 .iter()
                 .chain(inner.dropped.iter())
-                .map(|r| (r.off - ALLOC_HEADER_SIZE, r.off + r.usable.max(1)))
+                .flat_map(|r| {
+                    [
+                        (r.hdr, r.hdr + ALLOC_HEADER_SIZE),
+                        (r.off, r.off + r.usable.max(1)),
+                    ]
+                })
                 .collect();
             let mut fresh = fresh;
             for (a, b) in merged_lines(&mut fresh) {

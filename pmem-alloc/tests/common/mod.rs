@@ -86,7 +86,7 @@ pub fn publish(heap: &Heap, p: &Persister, r: Reservation) -> u64 {
     unsafe { heap.write_header(p, &r) };
     // The caller's part of write_header's contract: flushed before the
     // fence that publishes the block (apply_ops drains).
-    p.flush((r.off - 16) as usize, 16);
+    p.flush(r.hdr as usize, 16);
     let mut ops = Vec::new();
     heap.publish_ops(&r, &mut ops);
     assert_eq!(ops.len(), 1);

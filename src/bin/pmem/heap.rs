@@ -6,7 +6,9 @@
 
 use crate::size::human_size;
 use pmem_alloc::class::classes;
-use pmem_alloc::layout::{ChunkHeader, Geometry, HEAP_MAGIC, RUN_HEADER_SIZE};
+use pmem_alloc::layout::{
+    ChunkHeader, Geometry, HEAP_HEADER_SIZE, HEAP_MAGIC, HeapHeader, RUN_HEADER_SIZE,
+};
 use pmem_alloc::{HeapRegion, HeapReport, check_bytes};
 use pmem_pool::{HeaderInfo, LaneState};
 use serde_json::{Map, Value, json};
@@ -17,7 +19,8 @@ use std::fmt::Write as _;
 pub struct ClassUse {
     /// Class index.
     pub class: u8,
-    /// Bytes per block, allocation header included.
+    /// Bytes per block (allocation header included in heaps of version 1
+    /// and 2).
     pub block: u64,
     /// Runs of the class.
     pub runs: u64,
@@ -111,8 +114,11 @@ pub fn inspect(pool: &[u8], h: &HeaderInfo, provisional: bool) -> HeapView {
 /// `None` if anything does not decode after all.
 fn usage(pool: &[u8], h: &HeaderInfo) -> Option<Usage> {
     let geo = Geometry::new(h.heap_offset, h.heap_size, pool.len() as u64).ok()?;
+    let start = usize::try_from(geo.region_offset).ok()?;
+    let header = pool.get(start..start.checked_add(HEAP_HEADER_SIZE as usize)?)?;
+    let geo = geo.with_version(HeapHeader::validate(header, &geo).ok()?);
     let n = u32::try_from(geo.chunk_count).ok()?;
-    let mut per_class: Vec<ClassUse> = classes()
+    let mut per_class: Vec<ClassUse> = classes(geo.layout)
         .iter()
         .map(|c| ClassUse {
             class: c.index,
@@ -137,7 +143,7 @@ fn usage(pool: &[u8], h: &HeaderInfo) -> Option<Usage> {
                 continue;
             }
             ChunkHeader::Run { class, span } => {
-                let cl = classes().get(usize::from(class))?;
+                let cl = classes(geo.layout).get(usize::from(class))?;
                 let start = geo.chunk_off(c);
                 let mut used = 0u64;
                 for w in 0..cl.bitmap_words() {
