@@ -21,9 +21,10 @@ pub const ALLOC_HEADER_SIZE: u64 = 16;
 pub const RUN_HEADER_SIZE: u64 = 64;
 /// Heap header magic: ASCII `PMOHEAP1`.
 pub const HEAP_MAGIC: [u8; 8] = *b"PMOHEAP1";
-/// Heap format version written by `format`. Version 3 keeps a run's
-/// allocation headers in a table after its bitmap ([`Layout::Table`]), so
-/// that allocating a block writes none of its bytes; version 2 put a huge
+/// Heap format version written by `format`. Version 3 keeps the
+/// allocation headers of a run's blocks of 256 bytes or more in a table
+/// after its bitmap ([`Layout::Table`]), so that allocating such a block
+/// writes none of its bytes; version 2 put a huge
 /// object's data on a cache line ([`HUGE_DATA_OFF`]). Version 1 and 2
 /// heaps (headers in front of each block, [`Layout::Inline`]; version 1's
 /// huge objects 16 bytes into their first chunk) are still opened and
@@ -197,8 +198,10 @@ pub enum Layout {
     /// Heap versions 1 and 2: 16 bytes at the start of every block, the
     /// object's data after them.
     Inline,
-    /// Heap version 3: a table of 16-byte entries after the run's bitmap,
-    /// the object's data at the start of its block.
+    /// Heap version 3: for blocks of 256 bytes or more
+    /// ([`crate::class::TABLE_MIN_BLOCK`]), a table of 16-byte entries
+    /// after the run's bitmap, the object's data at the start of its
+    /// block; smaller blocks as `Inline`.
     Table,
 }
 
