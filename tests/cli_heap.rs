@@ -128,6 +128,12 @@ fn check_and_info_report_exact_object_counts_per_type() {
     );
     assert!(t.contains("class  block bytes  runs  used blocks"), "{t}");
     assert!(t.contains("largest free span"), "{t}");
+    assert!(
+        t.contains(
+            "heap format version 3 (allocation headers of blocks from 256 bytes in run tables)"
+        ),
+        "{t}"
+    );
 
     let out = pmem(&["info", ps, "--heap", "--json"]);
     assert_eq!(out.status.code(), Some(0));
@@ -138,6 +144,7 @@ fn check_and_info_report_exact_object_counts_per_type() {
     assert!(h["size"].as_u64().unwrap() > 0, "{h}");
     assert_eq!(h["objects_by_type"]["1"], 3);
     assert_eq!(h["objects_by_type"]["root"], 1);
+    assert_eq!(h["heap_version"], 3, "{h}");
     // Per class, the used blocks add up to the objects in runs (all but
     // the huge one).
     let classes = h["classes"].as_array().unwrap();

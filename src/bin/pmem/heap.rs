@@ -33,6 +33,10 @@ pub struct ClassUse {
 /// What the chunk walk adds to a consistent heap's report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// The heap header's format version (3: allocation headers of blocks
+    /// of 256 bytes or more in a table per run; 1 and 2: before every
+    /// block).
+    pub heap_version: u32,
     /// Classes with at least one run, in class order.
     pub classes: Vec<ClassUse>,
     /// Chunks in the heap.
@@ -116,7 +120,8 @@ fn usage(pool: &[u8], h: &HeaderInfo) -> Option<Usage> {
     let geo = Geometry::new(h.heap_offset, h.heap_size, pool.len() as u64).ok()?;
     let start = usize::try_from(geo.region_offset).ok()?;
     let header = pool.get(start..start.checked_add(HEAP_HEADER_SIZE as usize)?)?;
-    let geo = geo.with_version(HeapHeader::validate(header, &geo).ok()?);
+    let heap_version = HeapHeader::validate(header, &geo).ok()?;
+    let geo = geo.with_version(heap_version);
     let n = u32::try_from(geo.chunk_count).ok()?;
     let mut per_class: Vec<ClassUse> = classes(geo.layout)
         .iter()
@@ -129,6 +134,7 @@ fn usage(pool: &[u8], h: &HeaderInfo) -> Option<Usage> {
         })
         .collect();
     let mut u = Usage {
+        heap_version,
         total_chunks: geo.chunk_count,
         ..Usage::default()
     };
@@ -254,6 +260,16 @@ pub fn text(out: &mut String, v: &HeapView, classes: bool) {
                     fragmentation(r.free_chunks, u.largest_free_chunks),
                     u.total_chunks
                 );
+                let _ = writeln!(
+                    out,
+                    "           heap format version {} ({})",
+                    u.heap_version,
+                    if u.heap_version >= 3 {
+                        "allocation headers of blocks from 256 bytes in run tables"
+                    } else {
+                        "allocation headers before every block"
+                    }
+                );
                 if classes {
                     if u.classes.is_empty() {
                         let _ = writeln!(out, "           size classes: no runs");
@@ -286,7 +302,7 @@ pub fn text(out: &mut String, v: &HeapView, classes: bool) {
 
 /// JSON: `{status, objects, objects_by_type: {"<type>"|"root": n}, used_bytes,
 /// free_bytes, runs, huge, free_chunks, largest_free_chunks, total_chunks,
-/// fragmentation, classes: [{class, block_size, runs, used_blocks,
+/// heap_version, fragmentation, classes: [{class, block_size, runs, used_blocks,
 /// free_blocks}], provisional, problems}`; `status` is `checked`,
 /// `not_formatted` or `not_checked` (with `reason`).
 pub fn json(v: &HeapView) -> Value {
@@ -307,10 +323,11 @@ pub fn json(v: &HeapView) -> Value {
                 .iter()
                 .map(|(t, n)| (type_name(*t), json!(n)))
                 .collect();
-            let (largest, total, frag, classes) = match usage {
+            let (largest, total, version, frag, classes) = match usage {
                 Some(u) => (
                     json!(u.largest_free_chunks),
                     json!(u.total_chunks),
+                    json!(u.heap_version),
                     json!(fragmentation(r.free_chunks, u.largest_free_chunks)),
                     Value::Array(
                         u.classes
@@ -327,7 +344,13 @@ pub fn json(v: &HeapView) -> Value {
                             .collect(),
                     ),
                 ),
-                None => (Value::Null, Value::Null, Value::Null, Value::Null),
+                None => (
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                    Value::Null,
+                ),
             };
             json!({
                 "status": "checked",
@@ -340,6 +363,7 @@ pub fn json(v: &HeapView) -> Value {
                 "free_chunks": r.free_chunks,
                 "largest_free_chunks": largest,
                 "total_chunks": total,
+                "heap_version": version,
                 "fragmentation": frag,
                 "classes": classes,
                 "provisional": provisional,
