@@ -46,20 +46,21 @@ pub const MAX_RUN_BLOCK: u64 = 896 * 1024;
 pub struct Class {
     /// Index (stored in chunk headers and run headers).
     pub index: u8,
-    /// Bytes per block (the allocation header included in the inline
-    /// layout, not in the table layout).
+    /// Bytes per block (the allocation header included where it is
+    /// inline, not where it is in the run's header table).
     pub block: u64,
     /// Chunks per run.
     pub chunks: u32,
     /// Blocks per run.
     pub nblocks: u32,
     /// Offset of block 0 from the run start (after header, bitmap and
-    /// header table; 64-byte aligned, and in the table layout aligned
-    /// to the largest power of two up to 4 KiB that divides the block).
+    /// header table; 64-byte aligned, and with a header table aligned to
+    /// the largest power of two up to 4 KiB that divides the block).
     pub data_off: u64,
-    /// Offset of the allocation header table from the run start (table
-    /// layout; 64-byte aligned, right after the bitmap), or 0 when every
-    /// block carries its header (inline layout).
+    /// Offset of the allocation header table from the run start (64-byte
+    /// aligned, right after the bitmap), or 0 when every block carries
+    /// its header (the inline layout, and blocks below
+    /// [`TABLE_MIN_BLOCK`] in the table layout).
     pub headers_off: u64,
     /// Bytes of the allocation header inside each block (16 inline, 0
     /// with a header table).
@@ -89,8 +90,8 @@ impl Class {
         u64::from(self.nblocks).div_ceil(64)
     }
 
-    /// Bytes of a block's allocation header inside the block: 16 in the
-    /// inline layout, 0 in the table layout.
+    /// Bytes of a block's allocation header inside the block: 16 where
+    /// headers are inline, 0 with a header table.
     #[inline]
     pub fn head(&self) -> u64 {
         self.head
