@@ -1724,6 +1724,16 @@ impl<'p> Tx<'p> {
             flush_other,
         );
         inner.tidy |= tidy;
+        // The redo ops are applied right after this fence (at the commit
+        // point), into lines the flushes above may just have written back
+        // and evicted (a bitmap word or a line of pointer slots the
+        // previous operation applied to, parked, and this drain flushed):
+        // start loading them now, so that their misses overlap each other
+        // and the fence instead of stalling the apply's locked
+        // instructions one after the other.
+        for op in inner.redo.iter() {
+            self.pool.prefetch_write(op.off());
+        }
         if let Err(e) = p.drain() {
             // The claimed lanes stay parked, for a later drain.
             inner.claims.clear();
