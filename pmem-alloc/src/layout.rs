@@ -205,6 +205,17 @@ pub enum Layout {
     Table,
 }
 
+impl Layout {
+    /// The run layout of a heap of format `version`.
+    pub fn of_version(version: u32) -> Layout {
+        if version < 3 {
+            Layout::Inline
+        } else {
+            Layout::Table
+        }
+    }
+}
+
 /// Where the heap's structures lie, computed from the heap region alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
@@ -280,14 +291,9 @@ impl Geometry {
         } else {
             HUGE_DATA_OFF
         };
-        let layout = if version < 3 {
-            Layout::Inline
-        } else {
-            Layout::Table
-        };
         Geometry {
             huge_data,
-            layout,
+            layout: Layout::of_version(version),
             ..self
         }
     }

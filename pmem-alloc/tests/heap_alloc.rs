@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use pmem_alloc::class::{Layout, MAX_RUN_BLOCK, class_for, classes};
-use pmem_alloc::layout::{CHUNK_SIZE, HUGE_DATA_OFF, HUGE_DATA_OFF_V1, HeapHeader};
+use pmem_alloc::layout::{CHUNK_SIZE, Geometry, HUGE_DATA_OFF, HUGE_DATA_OFF_V1, HeapHeader};
 use pmem_alloc::{Error, check_bytes};
 
 const MIB: u64 = 1 << 20;
@@ -375,6 +375,17 @@ fn poke_bytes(f: &Fixture, off: u64, bytes: &[u8]) {
     };
 }
 
+/// Closes the fixture's heap, rewrites its header (geometry `g`) as one
+/// of format `version`, checksum and all, and reopens it.
+fn rewrite_heap_version(f: &mut Fixture, g: &Geometry, version: u32) {
+    f.heap = None;
+    let mut h = HeapHeader::new(g);
+    h.version = version;
+    h.crc32 = pmem_pool::crc::crc32c(&h.to_bytes()[..0xFFC]);
+    poke_bytes(f, g.region_offset, &h.to_bytes());
+    f.reopen();
+}
+
 /// A heap of format version 1 (huge objects' data 16 bytes into their
 /// first chunk) still opens, allocates huge objects where version 1 put
 /// them, finds them again after a reopen, and checks clean, live and
@@ -384,13 +395,8 @@ fn version_1_heap_keeps_its_huge_layout() {
     let mut f = Fixture::new(16 * MIB);
     let g = f.heap().geometry();
     assert_eq!(g.huge_data, HUGE_DATA_OFF);
-    // Turn the fresh heap's header into version 1's, checksum and all.
-    f.heap = None;
-    let mut h = HeapHeader::new(&g);
-    h.version = 1;
-    h.crc32 = pmem_pool::crc::crc32c(&h.to_bytes()[..0xFFC]);
-    poke_bytes(&f, g.region_offset, &h.to_bytes());
-    f.reopen();
+    // Turn the fresh heap's header into version 1's.
+    rewrite_heap_version(&mut f, &g, 1);
     assert_eq!(f.heap().geometry().huge_data, HUGE_DATA_OFF_V1);
 
     // Above the largest run class (917504 bytes): a huge span.
@@ -437,12 +443,7 @@ fn version_2_heap_keeps_its_inline_headers() {
     f.reopen(); // the emptied run becomes free chunks
     assert_eq!(assert_ok(f.heap(), f.p()).runs, 0);
 
-    f.heap = None;
-    let mut h = HeapHeader::new(&g);
-    h.version = 2;
-    h.crc32 = pmem_pool::crc::crc32c(&h.to_bytes()[..0xFFC]);
-    poke_bytes(&f, g.region_offset, &h.to_bytes());
-    f.reopen();
+    rewrite_heap_version(&mut f, &g, 2);
     let g2 = f.heap().geometry();
     assert_eq!((g2.layout, g2.huge_data), (Layout::Inline, HUGE_DATA_OFF));
 

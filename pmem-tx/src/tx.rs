@@ -1724,8 +1724,9 @@ impl<'p> Tx<'p> {
             flush_other,
         );
         inner.tidy |= tidy;
-        // The redo ops are applied right after this fence (at the commit
-        // point), into lines the flushes above may just have written back
+        // At the commit point the redo ops are applied right after this
+        // fence (earlier drains of a transaction find `redo` empty, or
+        // start these loads early), into lines the flushes above may just have written back
         // and evicted (a bitmap word or a line of pointer slots the
         // previous operation applied to, parked, and this drain flushed):
         // start loading them now, so that their misses overlap each other

@@ -7,7 +7,7 @@
 use crate::size::human_size;
 use pmem_alloc::class::classes;
 use pmem_alloc::layout::{
-    ChunkHeader, Geometry, HEAP_HEADER_SIZE, HEAP_MAGIC, HeapHeader, RUN_HEADER_SIZE,
+    ChunkHeader, Geometry, HEAP_HEADER_SIZE, HEAP_MAGIC, HeapHeader, Layout, RUN_HEADER_SIZE,
 };
 use pmem_alloc::{HeapRegion, HeapReport, check_bytes};
 use pmem_pool::{HeaderInfo, LaneState};
@@ -264,10 +264,10 @@ pub fn text(out: &mut String, v: &HeapView, classes: bool) {
                     out,
                     "           heap format version {} ({})",
                     u.heap_version,
-                    if u.heap_version >= 3 {
-                        "allocation headers of blocks from 256 bytes in run tables"
-                    } else {
-                        "allocation headers before every block"
+                    match Layout::of_version(u.heap_version) {
+                        Layout::Table =>
+                            "allocation headers of blocks from 256 bytes in run tables",
+                        Layout::Inline => "allocation headers before every block",
                     }
                 );
                 if classes {
