@@ -29,6 +29,10 @@ fn read_all<T: Persistent>(pool: &Pool, arr: PPtr<PPtr<T>>, n: u64) -> Result<Ve
 /// After the allocation phase: every slot points to a distinct object of
 /// `type_num` and of at least `size` bytes, and the heap holds exactly `n`
 /// objects of that type.
+///
+/// Never inlined, like every program's result check: `icount.sh` finds
+/// them by name to leave their instructions out of the library's.
+#[inline(never)]
 pub fn check_allocated<T: Persistent>(
     pool: &Pool,
     arr: PPtr<PPtr<T>>,
@@ -73,6 +77,7 @@ pub fn check_allocated<T: Persistent>(
 
 /// After the free phase: every slot is null and no object of `type_num`
 /// is left.
+#[inline(never)]
 pub fn check_freed<T: Persistent>(
     pool: &Pool,
     arr: PPtr<PPtr<T>>,

@@ -96,7 +96,9 @@ fn worker(
 }
 
 /// Replays each thread's slot choices: every slot a thread wrote holds
-/// `i*8 + k` for the last operation `i` that chose it.
+/// `i*8 + k` for the last operation `i` that chose it. (Never inlined:
+/// `icount.sh` finds it by name.)
+#[inline(never)]
 fn verify(pool: &Pool, root: PPtr<Root>, threads: u64, ops: u64, seed: u64) -> Result<()> {
     let mut last = vec![u64::MAX; NSLOTS as usize];
     for t in 0..threads {
