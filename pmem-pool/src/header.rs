@@ -25,8 +25,15 @@ pub const FORMAT_VERSION: u32 = 3;
 /// nothing reads this: it completes the table of FORMAT.md).
 #[allow(dead_code)]
 pub const KNOWN_COMPAT: u64 = 0;
+/// Incompatible feature: each lane keeps a copy of its generation in the
+/// first word of its undo log area, and its undo log starts 8 bytes later
+/// (FORMAT.md, "Lane"). A transaction streams the copy with its first
+/// undo entry, so its snapshot makes the lane's previous bump durable
+/// without writing back the generation word's line. Set on every pool this
+/// library creates; a pool without it keeps the older lane layout.
+pub const INCOMPAT_GEN_COPY: u64 = 1;
 /// Incompatible features this library knows (unknown ones refuse the open).
-pub const KNOWN_INCOMPAT: u64 = 0;
+pub const KNOWN_INCOMPAT: u64 = INCOMPAT_GEN_COPY;
 /// Read-only-compatible features this library knows (unknown ones allow a
 /// read-only open only).
 pub const KNOWN_RO_COMPAT: u64 = 0;
@@ -213,7 +220,7 @@ pub(crate) fn new_header(
         version: FORMAT_VERSION,
         reserved0: 0,
         compat: 0,
-        incompat: 0,
+        incompat: INCOMPAT_GEN_COPY,
         ro_compat: 0,
         uuid,
         size,

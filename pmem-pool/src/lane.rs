@@ -7,7 +7,8 @@
 //! | 0 | 8 | `generation`: entries of both logs are valid only for it |
 //! | 8 | 8 | `verified`: !generation whose commit recovery checked (see [`recover`]) |
 //! | 16 | 48 | reserved, zero |
-//! | 64 | lane_size − 64 − 1024 | undo log |
+//! | 64 | 8 | `generation` copy (pools with `INCOMPAT_GEN_COPY` only) |
+//! | 64 or 72 | up to lane_size − 1024 | undo log |
 //! | lane_size − 1024 | 512 | redo log of even generations |
 //! | lane_size − 512 | 512 | redo log of odd generations |
 //!
@@ -37,6 +38,9 @@ use crate::ulog::{CommitInfo, Entry, EntryKind, LogArea, ScanResult, scan};
 
 /// Bytes of the lane header.
 pub const LANE_HEADER: usize = 64;
+/// Bytes of the generation copy at the start of the undo area, in pools
+/// with `header::INCOMPAT_GEN_COPY`.
+pub const GEN_COPY: usize = 8;
 /// Bytes of each lane's redo area: two halves of [`REDO_HALF`] bytes.
 pub const REDO_AREA: usize = 1024;
 /// Bytes of one redo log: generation `g` uses half `g % 2`, so the commit
@@ -70,6 +74,10 @@ pub struct LaneLayout {
     pub pool_size: u64,
     /// Start of the heap (logs may target the state block and the heap).
     pub heap_offset: u64,
+    /// Whether each lane keeps a copy of its generation in the first word
+    /// of its undo area (`header::INCOMPAT_GEN_COPY`): the lane's
+    /// generation is then the larger of the two words.
+    pub gen_copy: bool,
 }
 
 impl LaneLayout {
@@ -81,6 +89,7 @@ impl LaneLayout {
             size: h.lane_size as usize,
             pool_size: h.size,
             heap_offset: h.heap_offset,
+            gen_copy: h.incompat & crate::header::INCOMPAT_GEN_COPY != 0,
         }
     }
 
@@ -89,11 +98,18 @@ impl LaneLayout {
         self.offset + i as usize * self.size
     }
 
-    /// Lane `i`'s undo log.
+    /// Pool offset of lane `i`'s copy of its generation, the first word of
+    /// its undo area, if the pool keeps one ([`gen_copy`](Self::gen_copy)).
+    pub fn generation_copy_off(&self, i: u32) -> Option<usize> {
+        self.gen_copy.then(|| self.generation_off(i) + LANE_HEADER)
+    }
+
+    /// Lane `i`'s undo log (after the generation copy, if any).
     pub fn undo(&self, i: u32) -> LogArea {
+        let copy = if self.gen_copy { GEN_COPY } else { 0 };
         LogArea {
-            off: self.generation_off(i) + LANE_HEADER,
-            cap: self.size - LANE_HEADER - REDO_AREA,
+            off: self.generation_off(i) + LANE_HEADER + copy,
+            cap: self.size - LANE_HEADER - REDO_AREA - copy,
         }
     }
 
@@ -188,9 +204,41 @@ struct Analysis {
     undo: Vec<Entry>,
 }
 
+/// Lane `i`'s generation in `pool` (the whole pool's bytes): its
+/// generation word, or the larger of the word and its copy where the pool
+/// keeps one. Both only ever hold values the lane reached, and each is
+/// written with the current generation after the bump to it: the word at
+/// the commit that bumps it (flushed by later drains), the copy by the
+/// next transaction's first snapshot (streamed with that snapshot). The
+/// larger one is the latest bump either made durable.
+pub fn generation_in(pool: &[u8], layout: &LaneLayout, i: u32) -> u64 {
+    let word = u64_in(pool, layout.generation_off(i)).unwrap_or(0);
+    match layout.generation_copy_off(i) {
+        Some(c) => word.max(u64_in(pool, c).unwrap_or(0)),
+        None => word,
+    }
+}
+
+/// [`generation_in`] of the live mapping behind `p`, read word by word.
+///
+/// # Safety
+/// `layout` is the layout of the pool `p` maps, and no one writes lane
+/// `i`'s words meanwhile (the caller holds the lane, or the pool is being
+/// opened).
+pub unsafe fn generation_at(p: &Persister, layout: &LaneLayout, i: u32) -> u64 {
+    // SAFETY: both words are 8-aligned inside the lane area of the mapping
+    // (`layout` is the pool's); no one writes them (caller).
+    let word = unsafe { read_u64(p, layout.generation_off(i)) };
+    match layout.generation_copy_off(i) {
+        // SAFETY: as above.
+        Some(c) => word.max(unsafe { read_u64(p, c) }),
+        None => word,
+    }
+}
+
 fn analyze(pool: &[u8], layout: &LaneLayout, i: u32) -> Analysis {
     let base = layout.generation_off(i);
-    let generation = u64_in(pool, base).unwrap_or(0);
+    let generation = generation_in(pool, layout, i);
     let verified = u64_in(pool, base + VERIFIED_FIELD).unwrap_or(0);
     let ok = |o, l| layout.target_ok(o, l);
     let key = log_key(i, generation);

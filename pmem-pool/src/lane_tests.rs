@@ -34,6 +34,7 @@ fn layout(lane_size: usize) -> LaneLayout {
         size: lane_size,
         pool_size: POOL as u64,
         heap_offset: (0x3000 + LANES as usize * lane_size) as u64,
+        gen_copy: false,
     }
 }
 
@@ -691,4 +692,81 @@ fn checksum_verdicts_survive_a_crash_during_recovery() {
     sp.persist_all();
     sp.recover().unwrap();
     assert_eq!(sp.peek(H, 64), want);
+}
+
+/// The layout of a pool with `INCOMPAT_GEN_COPY`: the generation copy at
+/// the start of each undo area, the undo log after it.
+fn copy_layout() -> LaneLayout {
+    LaneLayout {
+        gen_copy: true,
+        ..layout(4096)
+    }
+}
+
+#[test]
+fn generation_copy_is_read_with_the_word() {
+    let l = copy_layout();
+    let copy = l.generation_off(1) + LANE_HEADER;
+    assert_eq!(l.generation_copy_off(1), Some(copy));
+    assert_eq!(l.undo(1).off, copy + GEN_COPY);
+    assert_eq!(l.undo(1).cap, layout(4096).undo(1).cap - GEN_COPY);
+    assert_eq!(layout(4096).generation_copy_off(1), None);
+    let sp = SimPool::with(&vec![0u8; POOL], l);
+    let generation = |sp: &SimPool| {
+        let from_bytes = generation_in(&sp.bytes(), &sp.l, 1);
+        // SAFETY: the test owns the buffer and holds no reference into it.
+        assert_eq!(unsafe { generation_at(&sp.p, &sp.l, 1) }, from_bytes);
+        from_bytes
+    };
+    sp.set_generation(1, 7);
+    assert_eq!(generation(&sp), 7);
+    sp.poke(copy, &9u64.to_le_bytes());
+    assert_eq!(generation(&sp), 9, "a copy ahead of the word wins");
+    sp.set_generation(1, 12);
+    assert_eq!(generation(&sp), 12, "a word ahead of the copy wins");
+    // Without the feature the same bytes are the undo log's: ignored.
+    let old = SimPool::with(&sp.bytes(), layout(4096));
+    assert_eq!(generation_in(&old.bytes(), &old.l, 1), 12);
+    old.set_generation(1, 3);
+    assert_eq!(generation_in(&old.bytes(), &old.l, 1), 3);
+}
+
+/// Lane 1 committed a checksummed change of `H` at generation 4; its bump
+/// to 5 reached the media only through the copy, which the lane's next
+/// transaction streamed with its first undo entry (a snapshot of `H2`,
+/// which it then changed) before it crashed. Recovery judges the lane at
+/// generation 5: the committed log is retired (its data kept), the
+/// unfinished one rolled back, and the bump lands in the word.
+#[test]
+fn a_copy_ahead_of_the_word_retires_the_committed_log() {
+    let sp = SimPool::with(&vec![0u8; POOL], copy_layout());
+    let l = sp.l;
+    let (old, new) = (pattern(40, 64), pattern(41, 64));
+    let h2_orig = pattern(42, 64);
+    sp.poke(H2, &h2_orig);
+    // Transaction A, generation 4: snapshot, write, checksummed commit.
+    let mut r = snapshot_then_write(&sp, 1, 4, H, &old, &new);
+    commit_with_crc(&sp, &mut r, 1, 1, &[&new]);
+    sp.persist_all();
+    assert_eq!(sp.inspect(1), LaneState::RedoPending { entries: 0 });
+    // Transaction B, generation 5: the copy and its first undo entry (over
+    // A's), then its change of `H2`; the word stays at 4 on the media.
+    sp.poke(l.generation_copy_off(1).unwrap(), &5u64.to_le_bytes());
+    let mut u = LogWriter::new(l.undo(1), log_key(1, 5));
+    sp.snapshot(&mut u, H2, 64);
+    sp.poke(H2, &pattern(43, 64));
+    sp.persist_all();
+    assert_eq!(sp.generation(1), 4);
+    assert_eq!(
+        sp.inspect(1),
+        LaneState::UndoPending {
+            entries: 1,
+            bytes: 64
+        }
+    );
+    sp.recover().unwrap();
+    assert_eq!(sp.peek(H, 64), new, "A's committed data is kept");
+    assert_eq!(sp.peek(H2, 64), h2_orig, "B is rolled back");
+    assert_eq!(sp.generation(1), 6, "the bump goes into the word");
+    assert_eq!(sp.inspect(1), LaneState::Idle);
 }

@@ -50,7 +50,7 @@ mod test_sim_buf;
 pub mod ulog;
 
 pub use error::{Error, Result};
-pub use header::{HeaderInfo, LAYOUT_MAX};
+pub use header::{HeaderInfo, INCOMPAT_GEN_COPY, LAYOUT_MAX};
 pub use lane::{LaneLayout, LaneState};
 pub use layout::{BACKUP_HEADER_OFFSET, HEADER_OFFSET, MIN_POOL_SIZE, STATE_OFFSET};
 pub use mode::{Mode, ModeChoice};

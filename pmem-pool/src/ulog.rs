@@ -218,6 +218,33 @@ impl LogWriter {
         }
     }
 
+    /// Writes `words` (a multiple of 8 bytes) at pool offset `off` (8-aligned,
+    /// outside the log's areas, usually beside them) as this writer writes
+    /// its entries: streamed where the persister streams words, else stored
+    /// and flushed with the entries by the next [`flush`](Self::flush) (one
+    /// flush for both when they share a line), or at once by an unbatched
+    /// writer. Not drained.
+    ///
+    /// # Safety
+    /// The caller owns `off..off + words.len()`, inside the mapping, and
+    /// `words` does not overlap it.
+    pub unsafe fn write_beside(&mut self, p: &Persister, off: usize, words: &[u8]) {
+        let n = words.len();
+        // SAFETY: forwarded from the caller.
+        unsafe { p.stream_words(off, words) };
+        if p.streams_words() {
+            return;
+        }
+        if self.batched {
+            self.unflushed = Some(match self.unflushed {
+                Some((a, b)) => (a.min(off), b.max(off + n)),
+                None => (off, off + n),
+            });
+        } else {
+            p.flush(off, n);
+        }
+    }
+
     /// Bytes still free for entries in the current area (the tail kept for
     /// a `Continue` entry excluded).
     pub fn remaining(&self) -> usize {

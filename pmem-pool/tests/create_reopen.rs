@@ -15,7 +15,11 @@ fn create_close_open_round_trip() {
     assert_eq!(h.layout, "kv-v1");
     assert_eq!(h.version, 3);
     assert_eq!(h.size, size);
-    assert_eq!((h.compat, h.incompat, h.ro_compat), (0, 0, 0));
+    // A new pool keeps a copy of each lane's generation in its undo area.
+    assert_eq!(
+        (h.compat, h.incompat, h.ro_compat),
+        (0, pmem_pool::INCOMPAT_GEN_COPY, 0)
+    );
     assert_eq!(h.lanes_offset, 0x3000);
     assert_eq!(h.lane_count, 256);
     assert_eq!(h.lane_size, 4096);

@@ -161,11 +161,9 @@ impl Pool {
             heap,
             root_lock: Mutex::new(()),
             inval: Invalidation::new(layout.count, |lane| {
-                // SAFETY: a lane's generation word, 8-aligned inside the
-                // live mapping; recovery is done and nothing writes it yet.
-                u64::from_le(unsafe {
-                    (raw.base().add(layout.generation_off(lane)) as *const u64).read_volatile()
-                })
+                // SAFETY: the layout is this pool's; recovery is done and
+                // nothing writes the lanes yet.
+                unsafe { pmem_pool::lane::generation_at(raw.persister(), &layout, lane) }
             }),
             seq: AtomicU64::new(1),
             raw,

@@ -204,6 +204,10 @@ struct Inner {
     /// Whether this transaction drained since it took its lane (its lane's
     /// previous bump is then durable).
     settled: bool,
+    /// Whether it streamed its generation into the lane's copy (with its
+    /// first undo entry): its next drain then makes the lane's previous
+    /// bump durable without writing back the generation word.
+    gen_copied: bool,
     /// Whether it locked bytes exclusively since its last drain.
     locked_since_drain: bool,
     /// The lanes named by the tags of the stripes it took exclusively
@@ -288,6 +292,7 @@ impl Inner {
             fresh,
             unsnapped,
             settled,
+            gen_copied,
             locked_since_drain,
             deps,
             untagged,
@@ -304,6 +309,7 @@ impl Inner {
         fresh.clear();
         *unsnapped = false;
         *settled = false;
+        *gen_copied = false;
         *locked_since_drain = false;
         *deps = Deps::default();
         *untagged = false;
@@ -1416,6 +1422,8 @@ impl<'p> Tx<'p> {
         let p = self.pool.raw.persister();
         let end = off + len;
         if !flags.no_snapshot {
+            // The transaction's first undo entry starts the lane's undo log.
+            let first = inner.entries.is_empty();
             let mut appended = false;
             let mut undo = inner.undo.take().ok_or(Error::Aborted)?;
             let mut result = Ok(());
@@ -1452,6 +1460,9 @@ impl<'p> Tx<'p> {
                     a = b;
                 }
             }
+            if appended && first {
+                self.copy_generation(inner, &mut undo);
+            }
             undo.flush(p);
             inner.undo = Some(undo);
             if appended {
@@ -1473,6 +1484,28 @@ impl<'p> Tx<'p> {
             inner.dirty.push((off, end));
         }
         Ok(())
+    }
+
+    /// Writes this transaction's generation into its lane's copy, in a
+    /// pool that keeps one, and notes it for the coming drain: the copy
+    /// holds the lane's previous bump once that drain is done, so the
+    /// drain need not write back the lane's generation word (a line the
+    /// previous commit stored into; writing it back costs tx_update about
+    /// a tenth of its time). Streamed like the undo entry it goes with,
+    /// into the same line.
+    fn copy_generation(&self, inner: &mut Inner, undo: &mut LogWriter) {
+        let Some(lane) = inner.lane else {
+            return;
+        };
+        let Some(off) = self.pool.layout.generation_copy_off(lane) else {
+            return;
+        };
+        let p = self.pool.raw.persister();
+        // SAFETY: this transaction holds the lane, so it owns the lane's
+        // undo area, whose first (8-aligned) word this is, inside the
+        // mapping; the source is a local.
+        unsafe { undo.write_beside(p, off, &inner.generation.to_le_bytes()) };
+        inner.gen_copied = true;
     }
 
     /// Appends one entry to `w`, continuing the log in a new overflow
@@ -1650,7 +1683,14 @@ impl<'p> Tx<'p> {
     /// the lane's own previous bump.
     fn drain(&self, inner: &mut Inner) -> Result<()> {
         let p = self.pool.raw.persister();
-        let own = if inner.settled { inner.lane } else { None };
+        // Its own lane's previous bump is durable after an earlier drain of
+        // this transaction, or after this one if the lane's copy was
+        // written for it.
+        let own = if inner.settled || inner.gen_copied {
+            inner.lane
+        } else {
+            None
+        };
         let inval = &self.pool.inval;
         let me = crate::invalidate::thread_token();
         let Inner {

@@ -87,14 +87,15 @@ fn fences_per_transaction() {
     assert_eq!(empty, (0, 0));
     assert_eq!(read_only, (0, 0));
     // Snapshot; data with the checksummed commit record (the commit
-    // point). Lines: the entry's header and payload (2), the lane's
-    // previous generation bump (1, flushed and fenced with the snapshot),
-    // the slot (1 or 2), the commit record (1). This transaction's own
-    // bump is flushed by the next drain.
-    assert_eq!(one_slot, (2, 4 + data_lines));
+    // point). Lines: the entry's header and payload with the lane's
+    // generation copy in front (2: the copy carries the lane's previous
+    // bump, fenced with the snapshot), the slot (1 or 2), the commit
+    // record (1). This transaction's own bump is made durable by the
+    // lane's next drain.
+    assert_eq!(one_slot, (2, 3 + data_lines));
     assert_eq!(
         same_slot_twice,
-        (2, 4 + data_lines),
+        (2, 3 + data_lines),
         "a covered range is not copied again"
     );
     assert_eq!(two_slots.0, 3, "one snapshot fence per snapshot call");
@@ -115,6 +116,65 @@ fn fences_per_transaction() {
     // record: recovery must not replay that log over this transaction.
     assert_eq!(update_after_write.0, 3);
     assert_eq!(p.read(slot).unwrap(), [4; 8]);
+}
+
+/// A pool created before lanes kept a generation copy (no
+/// `INCOMPAT_GEN_COPY` bit) runs with the older lane layout: the snapshot's
+/// drain writes the lane's previous bump back from the generation word,
+/// one line more than in a new pool, and the pool reopens with its data.
+#[test]
+fn a_pool_without_the_generation_copy_flushes_the_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.pool");
+    let opts = PoolOptions::new().mode(Mode::Sim).ignore_env(true);
+    Pool::create_with(&path, "fences", 8 << 20, &opts)
+        .unwrap()
+        .close()
+        .unwrap();
+    clear_gen_copy(&path);
+    let p = Pool::open_with(&path, Some("fences"), &opts).unwrap();
+    assert_eq!(p.raw().header().incompat, 0);
+    let root = p.root::<[[u64; 8]; 1024]>().unwrap();
+    let slot = root.index(5).unwrap();
+    let update = |v: u64| {
+        p.transaction(|tx| -> Result<(), Error> {
+            *tx.get_mut(slot)? = [v; 8];
+            Ok(())
+        })
+        .unwrap();
+    };
+    update(1);
+    let one_slot = count(&p, || update(2));
+    let data_lines = 1 + u64::from(!slot.offset().is_multiple_of(64));
+    println!("one slot updated in a pool without the copy: {one_slot:?}");
+    assert_eq!(one_slot, (2, 4 + data_lines));
+    p.close().unwrap();
+    let p = Pool::open_with(&path, Some("fences"), &opts).unwrap();
+    let root = p.root::<[[u64; 8]; 1024]>().unwrap();
+    assert_eq!(p.read(root.index(5).unwrap()).unwrap(), [2; 8]);
+}
+
+/// Clears `INCOMPAT_GEN_COPY` in both header copies of the closed pool at
+/// `path` (offsets of FORMAT.md: `incompat` at 0x018, the CRC-32C of
+/// bytes 0..0xFFC at 0xFFC, copies at 0 and 0x1000). A new pool's lanes
+/// are all zero, so what is left is a pool of the older lane layout.
+fn clear_gen_copy(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    for copy in [0u64, 0x1000] {
+        let mut h = vec![0u8; 0x1000];
+        f.read_exact_at(&mut h, copy).unwrap();
+        let incompat = u64::from_le_bytes(h[0x18..0x20].try_into().unwrap());
+        assert_eq!(incompat, pmem_pool::INCOMPAT_GEN_COPY);
+        h[0x18..0x20].copy_from_slice(&0u64.to_le_bytes());
+        let crc = pmem_pool::crc::crc32c(&h[..0xFFC]);
+        h[0xFFC..].copy_from_slice(&crc.to_le_bytes());
+        f.write_all_at(&h, copy).unwrap();
+    }
 }
 
 #[test]
