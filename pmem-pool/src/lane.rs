@@ -212,11 +212,16 @@ struct Analysis {
 /// next transaction's first snapshot (streamed with that snapshot). The
 /// larger one is the latest bump either made durable.
 pub fn generation_in(pool: &[u8], layout: &LaneLayout, i: u32) -> u64 {
-    let word = u64_in(pool, layout.generation_off(i)).unwrap_or(0);
-    match layout.generation_copy_off(i) {
-        Some(c) => word.max(u64_in(pool, c).unwrap_or(0)),
-        None => word,
-    }
+    generation_from(layout, i, |off| u64_in(pool, off).unwrap_or(0))
+}
+
+/// The rule of [`generation_in`], with the words read by `read` (pool
+/// offset to value).
+fn generation_from(layout: &LaneLayout, i: u32, read: impl Fn(usize) -> u64) -> u64 {
+    let word = read(layout.generation_off(i));
+    layout
+        .generation_copy_off(i)
+        .map_or(word, |copy| word.max(read(copy)))
 }
 
 /// [`generation_in`] of the live mapping behind `p`, read word by word.
@@ -226,14 +231,12 @@ pub fn generation_in(pool: &[u8], layout: &LaneLayout, i: u32) -> u64 {
 /// `i`'s words meanwhile (the caller holds the lane, or the pool is being
 /// opened).
 pub unsafe fn generation_at(p: &Persister, layout: &LaneLayout, i: u32) -> u64 {
-    // SAFETY: both words are 8-aligned inside the lane area of the mapping
-    // (`layout` is the pool's); no one writes them (caller).
-    let word = unsafe { read_u64(p, layout.generation_off(i)) };
-    match layout.generation_copy_off(i) {
-        // SAFETY: as above.
-        Some(c) => word.max(unsafe { read_u64(p, c) }),
-        None => word,
-    }
+    generation_from(layout, i, |off| {
+        // SAFETY: `off` is lane `i`'s generation word or its copy, both
+        // 8-aligned inside the lane area of the mapping (`layout` is the
+        // pool's); no one writes them (caller).
+        unsafe { read_u64(p, off) }
+    })
 }
 
 fn analyze(pool: &[u8], layout: &LaneLayout, i: u32) -> Analysis {

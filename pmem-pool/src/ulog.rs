@@ -236,13 +236,19 @@ impl LogWriter {
             return;
         }
         if self.batched {
-            self.unflushed = Some(match self.unflushed {
-                Some((a, b)) => (a.min(off), b.max(off + n)),
-                None => (off, off + n),
-            });
+            self.note_unflushed(off, off + n);
         } else {
             p.flush(off, n);
         }
+    }
+
+    /// Adds `a..b`, stored with plain stores, to the range the next
+    /// [`flush`](Self::flush) covers (batched mode).
+    fn note_unflushed(&mut self, a: usize, b: usize) {
+        self.unflushed = Some(match self.unflushed {
+            Some((x, y)) => (x.min(a), y.max(b)),
+            None => (a, b),
+        });
     }
 
     /// Bytes still free for entries in the current area (the tail kept for
@@ -382,10 +388,7 @@ impl LogWriter {
                 // `bytes` is a local.
                 unsafe { p.stream_words(at, bytes) };
                 if !p.streams_words() {
-                    self.unflushed = Some(match self.unflushed {
-                        Some((a, b)) => (a.min(at), b.max(at + n)),
-                        None => (at, at + n),
-                    });
+                    self.note_unflushed(at, at + n);
                 }
             } else {
                 // SAFETY: the caller owns the entry's bytes.

@@ -1766,12 +1766,12 @@ impl<'p> Tx<'p> {
         inner.tidy |= tidy;
         // At the commit point the redo ops are applied right after this
         // fence (earlier drains of a transaction find `redo` empty, or
-        // start these loads early), into lines the flushes above may just have written back
-        // and evicted (a bitmap word or a line of pointer slots the
-        // previous operation applied to, parked, and this drain flushed):
-        // start loading them now, so that their misses overlap each other
-        // and the fence instead of stalling the apply's locked
-        // instructions one after the other.
+        // start these loads early), into lines the flushes above may just
+        // have written back and evicted (a bitmap word or a line of
+        // pointer slots the previous operation applied to, parked, and
+        // this drain flushed): start loading them now, so that their
+        // misses overlap each other and the fence instead of stalling the
+        // apply's locked instructions one after the other.
         for op in inner.redo.iter() {
             self.pool.prefetch_write(op.off());
         }
