@@ -3,7 +3,7 @@
 //! table to set beside `/work/shared/peer/pmdk/primitives.c`.
 //!
 //! Run: `cargo bench -p pmem-pool --bench primitives [-- [line] [range]
-//! [reload] [copy] [size] [msync] [COPY_MIB]]`: the named sections only
+//! [reload] [fence] [copy] [size] [msync] [COPY_MIB]]`: the named sections only
 //! (default all); COPY_MIB, default 512, is the total of the 8 MiB-chunk copy test.
 //! The `msync` section means something only on a disk: run it with
 //! `PMEM_BENCH_DIR=/some/ext4/dir` (on tmpfs msync makes nothing durable).
@@ -17,6 +17,7 @@ use pmem_pool::persist::nt::{self, NtKind};
 use pmem_pool::persist::{CACHE_LINE, CacheFns, NT_THRESHOLD};
 use std::hint::black_box;
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 const MIB: usize = 1 << 20;
@@ -67,7 +68,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(512)
         .max(8);
-    let named = ["line", "range", "reload", "copy", "size", "msync"];
+    let named = ["line", "range", "reload", "fence", "copy", "size", "msync"];
     let any_named = args.iter().any(|a| named.contains(&a.as_str()));
     let run = |s: &str| !any_named || args.iter().any(|a| a == s);
     let f = cpu::features();
@@ -87,6 +88,9 @@ fn main() {
     }
     if run("reload") {
         reload(f);
+    }
+    if run("fence") {
+        fence(best.flush);
     }
     if run("copy") {
         bulk_copy(f, best, copy_mib);
@@ -214,6 +218,136 @@ fn reload(f: &cpu::CpuFeatures) {
             median(&mut t)
         );
     }
+    black_box(&mut m);
+}
+
+/// [`per_call_ns`] for `nv` variants taking turns block by block (in a
+/// fresh pseudo-random order each round), so that the machine's drift
+/// from one second to the next hits every variant alike: the median
+/// nanoseconds per call of `f(variant, i)` for each variant.
+fn interleaved_ns(
+    nv: usize,
+    blocks: usize,
+    per_block: usize,
+    mut f: impl FnMut(usize, usize),
+) -> Vec<f64> {
+    for v in 0..nv {
+        for i in 0..per_block {
+            f(v, i);
+        }
+    }
+    let mut t = vec![Vec::with_capacity(blocks); nv];
+    let mut order: Vec<usize> = (0..nv).collect();
+    let mut rng = 7u64;
+    for b in 0..blocks {
+        for i in (1..nv).rev() {
+            rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let z = (rng ^ (rng >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            order.swap(i, (z >> 33) as usize % (i + 1));
+        }
+        for &v in &order {
+            let t0 = Instant::now();
+            for j in 0..per_block {
+                f(v, b * per_block + j);
+            }
+            t[v].push(t0.elapsed().as_nanos() as f64 / per_block as f64);
+        }
+    }
+    t.iter_mut().map(|v| median(v)).collect()
+}
+
+/// A dependent chain of `n` multiply-adds: CPU work that touches no
+/// memory, to set beside a fence's latency.
+#[inline]
+fn alu_work(mut x: u64, n: u32) -> u64 {
+    for _ in 0..n {
+        x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(x >> 7);
+    }
+    x
+}
+
+/// Section 2c: what one fence costs by the number of dirty lines it waits
+/// for, and which instructions right after a fence wait for it. A commit
+/// is one fence over the lines it wrote back; what the code does next
+/// either overlaps that fence's latency or waits for it.
+fn fence(instr: FlushInstr) {
+    const REGION: usize = 4 * MIB;
+    let mut m = map_file(REGION);
+    let base = m.as_mut_ptr();
+    println!(
+        "\n## fence: k lines stored + {} each (4 KiB apart), then one sfence",
+        instr.name()
+    );
+    println!("{:<28} {:>10}", "lines", "ns/fence");
+    let by_lines = interleaved_ns(8, 200, 500, |v, i| {
+        for j in 0..=v {
+            // SAFETY: j * 12 KiB + 63 lines * 64 B < 4 MiB: inside the
+            // mapping.
+            unsafe {
+                let l = base.add(j * 3 * 4096 + (i % 64) * CACHE_LINE);
+                ptr::write_volatile(l.cast::<u64>(), i as u64);
+                flush::flush_range(instr, l, 8);
+            }
+        }
+        flush::sfence();
+    });
+    for (v, ns) in by_lines.iter().enumerate() {
+        println!("{:<28} {ns:>10.0}", v + 1);
+    }
+
+    // One line L stored, written back and fenced, then (untimed apart)
+    // about 150 ns of CPU work, with one access placed before or after it.
+    println!(
+        "\n## after store + {} + sfence of line L: what waits for the fence",
+        instr.name()
+    );
+    println!("{:<28} {:>10}", "then", "ns/op");
+    let n = black_box(100u32);
+    let mut acc = 1u64;
+    let names = [
+        "work alone (no fence)",
+        "work",
+        "store to L, work",
+        "load of L, work",
+        "locked or on L, work",
+        "locked or elsewhere, work",
+        "work, locked or elsewhere",
+    ];
+    let after = interleaved_ns(names.len(), 200, 500, |v, i| {
+        // SAFETY: both lines lie inside the 4 MiB mapping (16 lines 4
+        // KiB apart at its start, 16 more at 2 MiB); the atomic views
+        // are of 8-aligned words of that shared mapping, which only
+        // this thread accesses.
+        unsafe {
+            let l = base.add((i % 16) * 4096);
+            let other = &*base.add(2 * MIB + (i % 16) * 4096).cast::<AtomicU64>();
+            if v > 0 {
+                ptr::write_volatile(l.cast::<u64>(), i as u64);
+                flush::flush_range(instr, l, 8);
+                flush::sfence();
+            }
+            let w = l.add(8);
+            match v {
+                2 => ptr::write_volatile(w.cast::<u64>(), i as u64),
+                3 => acc = acc.wrapping_add(ptr::read_volatile(w.cast::<u64>())),
+                4 => {
+                    (*w.cast::<AtomicU64>()).fetch_or(1, Ordering::AcqRel);
+                }
+                5 => {
+                    other.fetch_or(1, Ordering::AcqRel);
+                }
+                _ => {}
+            }
+            acc = alu_work(acc, n);
+            if v == 6 {
+                other.fetch_or(1, Ordering::AcqRel);
+            }
+        }
+    });
+    for (name, ns) in names.iter().zip(&after) {
+        println!("{name:<28} {ns:>10.0}");
+    }
+    black_box(acc);
     black_box(&mut m);
 }
 
