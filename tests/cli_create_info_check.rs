@@ -29,6 +29,7 @@ fn create_then_info_text_shows_header_mode_and_shutdown() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let t = text(&out.stdout);
     assert!(t.contains("layout:    cli-info-v1"), "{t}");
+    assert!(t.contains("incompat 0x1 = gen_copy, ro_compat 0x0"), "{t}");
     assert!(t.contains("size:      8388608 bytes (8 MiB)"), "{t}");
     assert!(t.contains("mode:      "), "{t}");
     assert!(t.contains("shutdown:  clean"), "{t}");
@@ -47,6 +48,14 @@ fn info_json_fields() {
     assert_eq!(v["layout"], "cli-json-v1");
     assert_eq!(v["size"], 8u64 << 20);
     assert!(v["format_version"].as_u64().is_some_and(|n| n >= 1), "{v}");
+    // A new pool keeps its lanes' generation copies (FORMAT.md, feature
+    // flags), named beside the raw bits.
+    assert_eq!(v["incompat"], 1, "{v}");
+    assert_eq!(
+        v["incompat_features"],
+        serde_json::json!(["gen_copy"]),
+        "{v}"
+    );
 
     let uuid = v["uuid"].as_str().expect("uuid string");
     let groups: Vec<usize> = uuid.split('-').map(str::len).collect();

@@ -38,6 +38,10 @@ pub const KNOWN_INCOMPAT: u64 = INCOMPAT_GEN_COPY;
 /// read-only open only).
 pub const KNOWN_RO_COMPAT: u64 = 0;
 
+/// The names of the incompatible feature bits this library knows, as
+/// FORMAT.md's feature table spells them.
+const INCOMPAT_NAMES: &[(u64, &str)] = &[(INCOMPAT_GEN_COPY, "gen_copy")];
+
 /// PMDK's pool signature prefix ("PMEMOBJ\0", "PMEMBLK\0", ...).
 const PMDK_PREFIX: &[u8] = b"PMEM";
 
@@ -175,6 +179,22 @@ pub struct HeaderInfo {
 }
 
 impl HeaderInfo {
+    /// The incompatible feature bits set in this header, by name
+    /// (`gen_copy`), in bit order; a bit this library does not know is
+    /// named `bit N`, so that a report on a newer pool still says which.
+    pub fn incompat_names(&self) -> Vec<String> {
+        (0..64)
+            .map(|b| 1u64 << b)
+            .filter(|bit| self.incompat & bit != 0)
+            .map(|bit| {
+                INCOMPAT_NAMES.iter().find(|(b, _)| *b == bit).map_or_else(
+                    || format!("bit {}", bit.trailing_zeros()),
+                    |(_, n)| (*n).to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// The UUID in its usual 8-4-4-4-12 hex form.
     pub fn uuid_string(&self) -> String {
         let h: String = self.uuid.iter().map(|b| format!("{b:02x}")).collect();
@@ -475,6 +495,16 @@ mod tests {
         assert_eq!(&b[0..8], b"PMOBJ-RS");
         // Little-endian on media.
         assert_eq!(&b[0x38..0x40], &MIN_POOL_SIZE.to_le_bytes());
+    }
+
+    #[test]
+    fn incompat_bits_are_named_and_unknown_ones_numbered() {
+        let mut info = sample().info();
+        assert_eq!(info.incompat_names(), ["gen_copy"]);
+        info.incompat = INCOMPAT_GEN_COPY | 1 << 5;
+        assert_eq!(info.incompat_names(), ["gen_copy", "bit 5"]);
+        info.incompat = 0;
+        assert!(info.incompat_names().is_empty());
     }
 
     #[test]

@@ -66,6 +66,7 @@ pub fn header_json(h: &HeaderInfo) -> Value {
         "format_version": h.version,
         "compat": h.compat,
         "incompat": h.incompat,
+        "incompat_features": h.incompat_names(),
         "ro_compat": h.ro_compat,
         "layout": h.layout,
         "uuid": h.uuid_string(),
@@ -85,9 +86,15 @@ pub fn header_json(h: &HeaderInfo) -> Value {
 
 fn header_text(out: &mut String, h: &HeaderInfo) {
     // Writing to a String cannot fail.
+    let names = h.incompat_names();
+    let features = if names.is_empty() {
+        String::new()
+    } else {
+        format!(" = {}", names.join(", "))
+    };
     let _ = writeln!(
         out,
-        "format:    version {} (compat {:#x}, incompat {:#x}, ro_compat {:#x})",
+        "format:    version {} (compat {:#x}, incompat {:#x}{features}, ro_compat {:#x})",
         h.version, h.compat, h.incompat, h.ro_compat
     );
     let _ = writeln!(out, "layout:    {}", h.layout);
