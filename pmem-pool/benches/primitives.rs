@@ -295,8 +295,9 @@ fn fence(instr: FlushInstr) {
         println!("{:<28} {ns:>10.0}", v + 1);
     }
 
-    // One line L stored, written back and fenced, then (untimed apart)
-    // about 150 ns of CPU work, with one access placed before or after it.
+    // One line L stored, written back and fenced, then the same ~135 ns
+    // chain of ALU work in every variant, with one access placed before
+    // or after it (the first variant runs the work alone, no fence).
     println!(
         "\n## after store + {} + sfence of line L: what waits for the fence",
         instr.name()
