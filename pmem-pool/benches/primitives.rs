@@ -221,6 +221,17 @@ fn reload(f: &cpu::CpuFeatures) {
     black_box(&mut m);
 }
 
+/// Puts `order` in a fresh pseudo-random order (Fisher-Yates driven by a
+/// splitmix64-style step of `rng`): the order in which interleaved
+/// variants take their turn, so that none always follows the same other.
+fn shuffle(order: &mut [usize], rng: &mut u64) {
+    for i in (1..order.len()).rev() {
+        *rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let z = (*rng ^ (*rng >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        order.swap(i, (z >> 33) as usize % (i + 1));
+    }
+}
+
 /// [`per_call_ns`] for `nv` variants taking turns block by block (in a
 /// fresh pseudo-random order each round), so that the machine's drift
 /// from one second to the next hits every variant alike: the median
@@ -240,11 +251,7 @@ fn interleaved_ns(
     let mut order: Vec<usize> = (0..nv).collect();
     let mut rng = 7u64;
     for b in 0..blocks {
-        for i in (1..nv).rev() {
-            rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let z = (rng ^ (rng >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            order.swap(i, (z >> 33) as usize % (i + 1));
-        }
+        shuffle(&mut order, &mut rng);
         for &v in &order {
             let t0 = Instant::now();
             for j in 0..per_block {
@@ -423,13 +430,9 @@ fn bulk_copy(f: &cpu::CpuFeatures, best: CacheFns, copy_mib: usize) {
         let mut order: Vec<usize> = (0..nv).collect();
         let mut rng = 42u64;
         for c in 0..nch {
-            // A fresh pseudo-random order per chunk (Fisher-Yates with
-            // splitmix64): no variant always follows the same other one.
-            for i in (1..nv).rev() {
-                rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-                let z = (rng ^ (rng >> 31)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                order.swap(i, (z >> 33) as usize % (i + 1));
-            }
+            // A fresh pseudo-random order per chunk: no variant always
+            // follows the same other one.
+            shuffle(&mut order, &mut rng);
             for &v in &order {
                 // SAFETY: region v, chunk c lies inside dst (nv * total).
                 let d = unsafe { dst.as_mut_ptr().add(v * total + c * CHUNK) };
