@@ -4,7 +4,8 @@
 #
 # This machine's timings drift by ±20 % from one minute to the next, the C
 # side included, so a change is only measured against its old binary run
-# in turn with it. BENCHMARKS.md's "old -> new" figures come from this.
+# in turn with it. The "old -> new" figures of BENCHMARKS.md and
+# BENCHMARKS-HISTORY.md come from this.
 #
 # usage (from the project root):
 #   pmem-bench/ab.sh [-n REPS] [-m pmem|msync] [-d DIR] OLD NEW PROGRAM ARGS...

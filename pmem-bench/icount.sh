@@ -22,7 +22,8 @@
 # every slot it wrote). The second column leaves those functions out
 # (their inclusive counts, from the same callgrind runs): the library's
 # own work per operation. Until the eighteenth session only the first
-# column was printed, and BENCHMARKS.md's earlier counts are that one.
+# column was printed, and BENCHMARKS-HISTORY.md's earlier counts are that
+# one.
 #
 # usage (from the project root):
 #   pmem-bench/icount.sh [-n N] [-m eadr|pmem] [BIN]

@@ -4,7 +4,7 @@
 //!
 //! Between two runs of the same binary this VM's times swing by 30 % or
 //! more, which hides a difference of a few per cent between two separate
-//! runs (BENCHMARKS.md, change 47). Here the variants take turns in blocks
+//! runs (BENCHMARKS-HISTORY.md, change 47). Here the variants take turns in blocks
 //! of `BLOCK_OPS` transactions per thread, all threads on the same variant
 //! at once (a barrier before and after each block), so every variant sees
 //! the same slow and fast phases of the machine. The first round is
@@ -14,7 +14,7 @@
 //! relying on it: on two threads in the twelfth session it put `write`
 //! about 3 % behind `get_mut`, where the program found it 17 % behind,
 //! and on one thread 7-18 % ahead, where the program found them level
-//! (BENCHMARKS.md, change 54).
+//! (BENCHMARKS-HISTORY.md, change 54).
 //!
 //! Variants, with tx_update's root, slots and values:
 //! - `get_mut`: tx_update itself: `tx.get_mut(slot)` (snapshot: undo log)
