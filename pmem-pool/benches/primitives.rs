@@ -273,6 +273,32 @@ fn alu_work(mut x: u64, n: u32) -> u64 {
     x
 }
 
+/// How the `fence` section's line L is written back before the work.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writeback {
+    /// Not stored, not written back.
+    Skip,
+    /// Stored, flushed, then `sfence`.
+    Fenced,
+    /// Stored and flushed, no fence.
+    Unfenced,
+}
+
+/// One access the `fence` section places before or after its ALU work.
+#[derive(Clone, Copy)]
+enum Access {
+    /// No access.
+    Nothing,
+    /// A plain store to line L.
+    StoreL,
+    /// A load of line L.
+    LoadL,
+    /// A locked RMW on line L.
+    LockedL,
+    /// A locked RMW on a line that was not written back.
+    LockedOther,
+}
+
 /// Section 2c: what one fence costs by the number of dirty lines it waits
 /// for, and which instructions right after a fence wait for it. A commit
 /// is one fence over the lines it wrote back; what the code does next
@@ -302,10 +328,10 @@ fn fence(instr: FlushInstr) {
         println!("{:<28} {ns:>10.0}", v + 1);
     }
 
-    // One line L stored, written back and fenced, then the same ~135 ns
-    // chain of ALU work in every variant, with one access placed before
-    // or after it (the first variant runs the work alone, no fence; the
-    // last two write L back without the fence).
+    // One line L stored and written back (and fenced, but in the last two
+    // variants), then the same ~135 ns chain of ALU work in every variant,
+    // with one access placed before or after it; the first variant runs
+    // the work alone.
     println!(
         "\n## after store + {} + sfence of line L: what waits for the fence",
         instr.name()
@@ -313,18 +339,31 @@ fn fence(instr: FlushInstr) {
     println!("{:<36} {:>10}", "then", "ns/op");
     let n = black_box(100u32);
     let mut acc = 1u64;
-    let names = [
-        "work alone (no fence)",
-        "work",
-        "store to L, work",
-        "load of L, work",
-        "locked or on L, work",
-        "locked or elsewhere, work",
-        "work, locked or elsewhere",
-        "no sfence: locked or elsewhere, work",
-        "no sfence: work, locked or elsewhere",
+    use Access::{LoadL, LockedL, LockedOther, Nothing, StoreL};
+    use Writeback::{Fenced, Skip, Unfenced};
+    let variants: [(&str, Writeback, Access, Access); 9] = [
+        ("work alone (no fence)", Skip, Nothing, Nothing),
+        ("work", Fenced, Nothing, Nothing),
+        ("store to L, work", Fenced, StoreL, Nothing),
+        ("load of L, work", Fenced, LoadL, Nothing),
+        ("locked or on L, work", Fenced, LockedL, Nothing),
+        ("locked or elsewhere, work", Fenced, LockedOther, Nothing),
+        ("work, locked or elsewhere", Fenced, Nothing, LockedOther),
+        (
+            "no sfence: locked or elsewhere, work",
+            Unfenced,
+            LockedOther,
+            Nothing,
+        ),
+        (
+            "no sfence: work, locked or elsewhere",
+            Unfenced,
+            Nothing,
+            LockedOther,
+        ),
     ];
-    let after = interleaved_ns(names.len(), 200, 500, |v, i| {
+    let after = interleaved_ns(variants.len(), 200, 500, |v, i| {
+        let (_, writeback, before, after) = variants[v];
         // SAFETY: both lines lie inside the 4 MiB mapping (16 lines 4
         // KiB apart at its start, 16 more at 2 MiB); the atomic views
         // are of 8-aligned words of that shared mapping, which only
@@ -332,34 +371,39 @@ fn fence(instr: FlushInstr) {
         unsafe {
             let l = base.add((i % 16) * 4096);
             let other = &*base.add(2 * MIB + (i % 16) * 4096).cast::<AtomicU64>();
-            if v > 0 {
+            if writeback != Skip {
                 ptr::write_volatile(l.cast::<u64>(), i as u64);
                 flush::flush_range(instr, l, 8);
-                // The last two variants leave the write-back unfenced:
-                // does a locked instruction wait for it all the same?
-                if v < 7 {
+                if writeback == Fenced {
                     flush::sfence();
                 }
             }
             let w = l.add(8);
-            match v {
-                2 => ptr::write_volatile(w.cast::<u64>(), i as u64),
-                3 => acc = acc.wrapping_add(ptr::read_volatile(w.cast::<u64>())),
-                4 => {
-                    (*w.cast::<AtomicU64>()).fetch_or(1, Ordering::AcqRel);
+            // The value a load read, for `acc` (so the load is not dead).
+            let access = |a: Access| -> Option<u64> {
+                match a {
+                    Nothing => {}
+                    StoreL => ptr::write_volatile(w.cast::<u64>(), i as u64),
+                    LoadL => return Some(ptr::read_volatile(w.cast::<u64>())),
+                    LockedL => {
+                        (*w.cast::<AtomicU64>()).fetch_or(1, Ordering::AcqRel);
+                    }
+                    LockedOther => {
+                        other.fetch_or(1, Ordering::AcqRel);
+                    }
                 }
-                5 | 7 => {
-                    other.fetch_or(1, Ordering::AcqRel);
-                }
-                _ => {}
+                None
+            };
+            if let Some(x) = access(before) {
+                acc = acc.wrapping_add(x);
             }
             acc = alu_work(acc, n);
-            if v == 6 || v == 8 {
-                other.fetch_or(1, Ordering::AcqRel);
+            if let Some(x) = access(after) {
+                acc = acc.wrapping_add(x);
             }
         }
     });
-    for (name, ns) in names.iter().zip(&after) {
+    for ((name, ..), ns) in variants.iter().zip(&after) {
         println!("{name:<36} {ns:>10.0}");
     }
     black_box(acc);
