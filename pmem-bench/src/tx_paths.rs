@@ -4,9 +4,9 @@
 //!
 //! Between two runs of the same binary this VM's times swing by 30 % or
 //! more, which hides a difference of a few per cent between two separate
-//! runs (BENCHMARKS-HISTORY.md, change 47). Here the variants take turns in blocks
-//! of `BLOCK_OPS` transactions per thread, all threads on the same variant
-//! at once (a barrier before and after each block), so every variant sees
+//! runs (BENCHMARKS-HISTORY.md, change 47). Here the variants take turns
+//! in blocks of `BLOCK_OPS` transactions per thread, all threads on the
+//! same variant at once (a barrier before and after each block), so every variant sees
 //! the same slow and fast phases of the machine. The first round is
 //! warm-up and is not counted.
 //!

@@ -9,8 +9,8 @@
 //!
 //! `cargo run --release -p pmem-pool --example commit_floor [FILE] [OPS]`
 //! (default `/dev/shm/commit_floor.bin`, 1,000,000). Prints ns per
-//! operation; BENCHMARKS-HISTORY.md compares it with `tx_update`. x86-64 with
-//! clwb only.
+//! operation; BENCHMARKS-HISTORY.md compares it with `tx_update`. x86-64
+//! with clwb only.
 
 #[cfg(target_arch = "x86_64")]
 fn main() -> std::io::Result<()> {

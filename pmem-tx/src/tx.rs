@@ -699,7 +699,8 @@ impl<'p> Tx<'p> {
     /// a 64-byte update it is level with `get_mut` on one thread. With
     /// several threads writing at once, each thread's drains read the
     /// lanes the others' redo commits left parked, and `get_mut` is faster
-    /// (11-17 % on two threads; BENCHMARKS-HISTORY.md, changes 48, 49 and 54).
+    /// (11-17 % on two threads; BENCHMARKS-HISTORY.md, changes 48, 49 and
+    /// 54).
     pub fn write<T: Persistent>(&mut self, p: PPtr<T>, value: T) -> Result<()> {
         let off = self.pool.check_typed(p)?;
         self.write_at(p, off, value)

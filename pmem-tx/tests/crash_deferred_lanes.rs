@@ -11,10 +11,10 @@
 //!
 //! It guards the commit order of redo-only transactions, which a change
 //! to spare them the shared counter would touch (BENCHMARKS-HISTORY.md,
-//! "Where we stood", eleventh session). A throwaway change that gave a commit with
-//! no heap change and no claimed lane the number 0 instead of the
-//! counter's next passed every other crash test, and failed this one at
-//! its second transaction.
+//! "Where we stood", eleventh session). A throwaway change that gave a
+//! commit with no heap change and no claimed lane the number 0 instead of
+//! the counter's next passed every other crash test, and failed this one
+//! at its second transaction.
 
 mod common;
 
