@@ -225,6 +225,43 @@ fn large_copy_and_fill() {
 }
 
 #[test]
+fn large_copy_from_every_source_offset_in_a_line() {
+    // Long enough for the loops' prefetch ahead of the loads, from every
+    // 16-byte offset of the source against a line-aligned destination:
+    // the AVX variant's path for a source 16 bytes off a 32-byte boundary
+    // (malloc's alignment) among them.
+    const LEN: usize = (1 << 20) + 192;
+    let src: Vec<u8> = (0..LEN + 128)
+        .map(|i| (i as u32).wrapping_mul(2_246_822_519).rotate_right(7) as u8)
+        .collect();
+    let mut dst = vec![0u8; LEN + 128];
+    let d0 = (64 - dst.as_ptr() as usize % 64) % 64;
+    let s0 = (64 - src.as_ptr() as usize % 64) % 64;
+    for nt_kind in NtKind::available(cpu::features()) {
+        let c = CacheFns {
+            nt: nt_kind,
+            ..CacheFns::detect()
+        };
+        for sa in (0..64).step_by(16) {
+            dst.fill(0);
+            let (d, s) = (
+                dst[d0..d0 + LEN].as_mut_ptr(),
+                src[s0 + sa..s0 + sa + LEN].as_ptr(),
+            );
+            // SAFETY: both ranges are inside their vectors, which are
+            // distinct.
+            unsafe { nt::memcpy_nodrain(c, d, s, LEN) };
+            flush::sfence();
+            assert!(
+                dst[d0..d0 + LEN] == src[s0 + sa..s0 + sa + LEN],
+                "{nt_kind:?} copy, source {sa} bytes into a line"
+            );
+            assert!(dst[..d0].iter().chain(&dst[d0 + LEN..]).all(|&x| x == 0));
+        }
+    }
+}
+
+#[test]
 fn copy_into_a_shared_file_mapping() {
     // clwb and streaming stores on a MAP_SHARED mapping of a tmpfs file, as
     // the pool uses them; the data must read back through the file.

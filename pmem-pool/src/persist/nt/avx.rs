@@ -5,7 +5,7 @@
 //! `nt/mod.rs` against CPUID and XCR0). Callers pass a 64-byte-aligned `dst`
 //! and a whole number of lines; the source may have any alignment.
 
-use super::{LINE, UNROLL};
+use super::{LINE, UNROLL, prefetch_ahead, prefetch_head};
 use core::arch::x86_64::{
     __m256i, _mm256_load_si256, _mm256_loadu_si256, _mm256_permute2f128_si256, _mm256_set1_epi8,
     _mm256_stream_si256,
@@ -22,6 +22,7 @@ pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
     debug_assert!((dst as usize).is_multiple_of(LINE) && len.is_multiple_of(LINE));
     let (d, s) = (dst.cast::<__m256i>(), src.cast::<__m256i>());
     let n = len / 32;
+    prefetch_head(src, len);
     if (src as usize) % 32 == 16 && n >= 2 {
         // SAFETY: forwarded; the source is 16 bytes off a 32-byte boundary.
         unsafe { copy_half_shifted(d, src, n) };
@@ -30,6 +31,7 @@ pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
     let mut i = 0;
     // Four lines per iteration, loads before stores (as libpmem2 does).
     while i + UNROLL * 2 <= n {
+        prefetch_ahead(src, i * 32, len);
         // SAFETY: i+8 <= n: every element read and written is in range;
         // stores are 32-byte aligned because dst is 64-byte aligned.
         unsafe {
@@ -83,7 +85,17 @@ unsafe fn copy_half_shifted(d: *mut __m256i, src: *const u8, n: usize) {
         _mm256_stream_si256(d, _mm256_loadu_si256(src.cast::<__m256i>()));
         let mut prev = a(0);
         let mut i = 1;
+        if n > 2 {
+            // Block 1 on its own too, so that each iteration of the loop
+            // below writes four whole lines (blocks 2k to 2k + 7), as the
+            // other variants do, instead of half a line at either end.
+            let cur = a(1);
+            _mm256_stream_si256(d.add(1), _mm256_permute2f128_si256::<0x21>(prev, cur));
+            prev = cur;
+            i = 2;
+        }
         while i + 8 < n {
+            prefetch_ahead(src, 32 * i, 32 * n);
             let r: [__m256i; 8] = core::array::from_fn(|k| a(i + k));
             let mut p = prev;
             for (k, cur) in r.iter().enumerate() {

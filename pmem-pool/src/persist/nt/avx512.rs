@@ -6,7 +6,7 @@
 //! `nt/mod.rs` against CPUID and XCR0). Callers pass a 64-byte-aligned `dst`
 //! and a whole number of lines; the source may have any alignment.
 
-use super::{LINE, UNROLL};
+use super::{LINE, UNROLL, prefetch_ahead, prefetch_head};
 use core::arch::x86_64::{__m512i, _mm512_loadu_si512, _mm512_set1_epi8, _mm512_stream_si512};
 
 /// Copies `len` bytes (a multiple of 64) from `src` to the 64-byte-aligned
@@ -21,8 +21,10 @@ pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
     let (d, s) = (dst.cast::<__m512i>(), src.cast::<__m512i>());
     let n = len / 64;
     let mut i = 0;
+    prefetch_head(src, len);
     // Four lines per iteration, loads before stores (as libpmem2 does).
     while i + UNROLL <= n {
+        prefetch_ahead(src, i * 64, len);
         // SAFETY: i+4 <= n: every element read and written is in range;
         // stores are 64-byte aligned because dst is.
         unsafe {

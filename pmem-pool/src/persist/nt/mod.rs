@@ -5,7 +5,8 @@
 //! destination range into an unaligned head, an aligned middle of whole lines
 //! and a tail; the head and tail (each inside one line) are written with
 //! plain stores and, in `Pmem` mode, flushed; the middle is streamed when the
-//! copy is at least [`NT_THRESHOLD`] long. Nothing here fences: the caller's
+//! copy is at least [`NT_THRESHOLD`] long. The copy loops prefetch their
+//! source [`PREFETCH_AHEAD`] bytes ahead. Nothing here fences: the caller's
 //! `drain` (`sfence`) completes the streaming stores and the flushes.
 //!
 //! # Safety
@@ -28,6 +29,49 @@ use core::ptr;
 const LINE: usize = CACHE_LINE;
 /// Lines per unrolled loop iteration in the variants.
 const UNROLL: usize = 4;
+/// How far ahead of the loads the copy loops prefetch the source. The
+/// hardware's stream prefetcher stops at every 4 KiB page boundary of a
+/// sequential source, so a long copy stalls at each new page; a software
+/// prefetch (`prefetcht0`) ahead of the loads runs across it. libpmem's
+/// non-temporal copy prefetches one page ahead; two pages ahead ran
+/// large_write 5-7 % faster than one on this machine, and without any
+/// prefetch 10-15 % slower (BENCHMARKS-HISTORY.md, change 66).
+const PREFETCH_AHEAD: usize = 8192;
+
+/// Starts loading the first [`PREFETCH_AHEAD`] bytes of a copy's source
+/// (or all of it, if shorter): what [`prefetch_ahead`] in the loop will
+/// not cover.
+#[inline(always)]
+fn prefetch_head(src: *const u8, len: usize) {
+    let mut at = 0;
+    while at < len.min(PREFETCH_AHEAD) {
+        prefetch(src.wrapping_add(at));
+        at += LINE;
+    }
+}
+
+/// In a copy loop at byte `at` of a `len`-byte source, starts loading the
+/// [`UNROLL`] lines one [`PREFETCH_AHEAD`] further on, if they lie in the
+/// source.
+#[inline(always)]
+fn prefetch_ahead(src: *const u8, at: usize, len: usize) {
+    if at + PREFETCH_AHEAD + UNROLL * LINE <= len {
+        let p = src.wrapping_add(at + PREFETCH_AHEAD);
+        for k in 0..UNROLL {
+            prefetch(p.wrapping_add(k * LINE));
+        }
+    }
+}
+
+/// `prefetcht0` of the line holding `p`: a hint, which never faults, so
+/// `p` need not be dereferenceable.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+    // SAFETY: a prefetch only hints the cache: it reads nothing the
+    // program sees and never faults, whatever the address.
+    unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>()) };
+}
 
 /// Width of the non-temporal stores used for bulk copies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! Callers pass a 64-byte-aligned `dst` and a whole number of lines; the
 //! source may have any alignment (unaligned loads).
 
-use super::{LINE, UNROLL};
+use super::{LINE, UNROLL, prefetch_ahead, prefetch_head};
 use core::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_set1_epi8, _mm_stream_si128};
 
 /// Copies `len` bytes (a multiple of 64) from `src` to the 64-byte-aligned
@@ -19,8 +19,10 @@ pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
     let (d, s) = (dst.cast::<__m128i>(), src.cast::<__m128i>());
     let n = len / 16;
     let mut i = 0;
+    prefetch_head(src, len);
     // Four lines per iteration, loads before stores (as libpmem2 does).
     while i + UNROLL * 4 <= n {
+        prefetch_ahead(src, i * 16, len);
         // SAFETY: i+16 <= n, so every element read and written is in range;
         // stores are 16-byte aligned because dst is 64-byte aligned.
         unsafe {
