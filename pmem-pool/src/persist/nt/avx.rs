@@ -31,7 +31,7 @@ pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
     let mut i = 0;
     // Four lines per iteration, loads before stores (as libpmem2 does).
     while i + UNROLL * 2 <= n {
-        prefetch_ahead(src, i * 32, len);
+        prefetch_ahead(dst, src, i * 32, len);
         // SAFETY: i+8 <= n: every element read and written is in range;
         // stores are 32-byte aligned because dst is 64-byte aligned.
         unsafe {
@@ -95,7 +95,7 @@ unsafe fn copy_half_shifted(d: *mut __m256i, src: *const u8, n: usize) {
             i = 2;
         }
         while i + 8 < n {
-            prefetch_ahead(src, 32 * i, 32 * n);
+            prefetch_ahead(d.cast(), src, 32 * i, 32 * n);
             let r: [__m256i; 8] = core::array::from_fn(|k| a(i + k));
             let mut p = prev;
             for (k, cur) in r.iter().enumerate() {

@@ -24,7 +24,7 @@ pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
     prefetch_head(src, len);
     // Four lines per iteration, loads before stores (as libpmem2 does).
     while i + UNROLL <= n {
-        prefetch_ahead(src, i * 64, len);
+        prefetch_ahead(dst, src, i * 64, len);
         // SAFETY: i+4 <= n: every element read and written is in range;
         // stores are 64-byte aligned because dst is.
         unsafe {

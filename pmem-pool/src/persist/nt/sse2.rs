@@ -22,7 +22,7 @@ pub(super) unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
     prefetch_head(src, len);
     // Four lines per iteration, loads before stores (as libpmem2 does).
     while i + UNROLL * 4 <= n {
-        prefetch_ahead(src, i * 16, len);
+        prefetch_ahead(dst, src, i * 16, len);
         // SAFETY: i+16 <= n, so every element read and written is in range;
         // stores are 16-byte aligned because dst is 64-byte aligned.
         unsafe {
