@@ -35,8 +35,8 @@ const UNROLL: usize = 4;
 /// sequential source, so a long copy stalls at each new page; a software
 /// prefetch (`prefetcht0`) ahead of the loads runs across it. libpmem's
 /// non-temporal copy prefetches one page ahead; two pages ahead ran
-/// large_write 5-7 % faster than one on this machine, and without any
-/// prefetch 10-15 % slower (BENCHMARKS-HISTORY.md, change 66).
+/// large_write 5–7 % faster than one on this machine, and without any
+/// prefetch 10–15 % slower (BENCHMARKS-HISTORY.md, change 66).
 const PREFETCH_AHEAD: usize = 8192;
 
 /// Starts loading the first [`PREFETCH_AHEAD`] bytes of a copy's source
@@ -65,8 +65,8 @@ const PAGE: usize = 4096;
 /// walk, and 4 KiB of stores take only about 300 ns here. Touching one
 /// line per page ahead of the stores gets the walk done early, at the
 /// cost of reading one line per page that the stores then overwrite.
-/// large_write ran about 18 % faster with it in most alternating runs
-/// (BENCHMARKS-HISTORY.md, change 67); libpmem does not do it.
+/// large_write ran 5–18 % faster with it, depending on the machine's
+/// phase (BENCHMARKS-HISTORY.md, change 67); libpmem does not do it.
 #[inline(always)]
 fn prefetch_ahead(dst: *const u8, src: *const u8, at: usize, len: usize) {
     if at + PREFETCH_AHEAD + UNROLL * LINE <= len {
