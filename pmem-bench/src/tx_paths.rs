@@ -6,9 +6,9 @@
 //! more, which hides a difference of a few per cent between two separate
 //! runs (BENCHMARKS-HISTORY.md, change 47). Here the variants take turns
 //! in blocks of `BLOCK_OPS` transactions per thread, all threads on the
-//! same variant at once (a barrier before and after each block), so every variant sees
-//! the same slow and fast phases of the machine. The first round is
-//! warm-up and is not counted.
+//! same variant at once (a barrier before and after each block), so every
+//! variant sees the same slow and fast phases of the machine. The first
+//! round is warm-up and is not counted.
 //!
 //! Check a difference it shows against the tx_update program before
 //! relying on it: on two threads in the twelfth session it put `write`

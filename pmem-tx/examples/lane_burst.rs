@@ -7,8 +7,9 @@
 //! Every lane the burst used committed with a generation bump that a later
 //! drain must write back, once. Before lane marks were tidied
 //! (BENCHMARKS-HISTORY.md, change 18), every drain wrote back the word of
-//! every lane ever used, for as long as the pool stayed open, so a pool that once
-//! saw 200 threads made each later transaction about five times slower.
+//! every lane ever used, for as long as the pool stayed open, so a pool
+//! that once saw 200 threads made each later transaction about five times
+//! slower.
 //!
 //! Run: `cargo run --release -p pmem-tx --example lane_burst [-- BURST
 //! [OPS]]` (defaults 200 and 500,000; BURST at most 255). The pool goes to
