@@ -1820,9 +1820,7 @@ impl<'p> Tx<'p> {
         if inner.entries.is_empty() && !heap_ops {
             // Nothing logged: at most bytes written without snapshot.
             if !inner.dirty.is_empty() {
-                for (a, b) in merged_lines(&mut inner.dirty) {
-                    p.flush(a as usize, (b - a) as usize);
-                }
+                self.write_back_dirty(inner);
                 self.drain(inner)?;
             }
             self.finish_heap(inner, None);
@@ -1932,9 +1930,7 @@ impl<'p> Tx<'p> {
             info.flags = CommitInfo::DATA_CRC;
             info.data_crc = self.data_crc(inner);
         }
-        for (a, b) in merged_lines(&mut inner.dirty) {
-            p.flush(a as usize, (b - a) as usize);
-        }
+        self.write_back_dirty(inner);
         w.flush(p);
         if strict || changed_claimed(inner) {
             // The data first, then the record that commits it. Or: a drain
@@ -2025,6 +2021,22 @@ impl<'p> Tx<'p> {
         self.return_overflow(inner);
         self.finish_heap(inner, lazy.then_some(lane));
         Ok(())
+    }
+
+    /// Starts making the bytes this transaction wrote in place durable
+    /// (its snapshotted ranges, fresh blocks and their headers): each byte
+    /// once, by streaming its words again (`Persister::restream`), which
+    /// the commit's fence waits for less than for written-back lines.
+    fn write_back_dirty(&self, inner: &mut Inner) {
+        let p = self.pool.raw.persister();
+        for (a, b) in merged_ranges(&mut inner.dirty) {
+            // SAFETY: every dirty range is locked exclusively by this
+            // transaction (snapshotted) or reserved by it (a fresh block
+            // and its header), and no guard is alive (the closure
+            // returned): no one else writes these bytes, no reference
+            // points into them.
+            unsafe { p.restream(a as usize, (b - a) as usize) };
+        }
     }
 
     /// CRC-32 of the committed data, as recovery computes it
@@ -2234,14 +2246,11 @@ fn drop_deferred(inner: &mut Inner, off: u64, usable: u64) {
         .retain(|&(o, _)| !(off <= o && o < off + usable.max(1)));
 }
 
-/// Rounds ranges out to cache lines, sorts and merges them, so that each
-/// line is flushed once. Works in place (the merged ranges are compacted
-/// to the front of `ranges`, the rest is left over), allocating nothing.
-fn merged_lines(ranges: &mut [(u64, u64)]) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
-    const L: u64 = pmem_pool::persist::CACHE_LINE as u64;
-    for r in ranges.iter_mut() {
-        *r = (r.0 / L * L, r.1.next_multiple_of(L));
-    }
+/// Sorts byte ranges and merges those that overlap or touch, so that each
+/// byte is written back once. Works in place (the merged ranges are
+/// compacted to the front of `ranges`, the rest is left over), allocating
+/// nothing.
+fn merged_ranges(ranges: &mut [(u64, u64)]) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
     // (One range, the common case, has nothing to sort or merge.)
     let mut n = ranges.len();
     if n > 1 {
@@ -2258,6 +2267,17 @@ fn merged_lines(ranges: &mut [(u64, u64)]) -> impl ExactSizeIterator<Item = (u64
         }
     }
     ranges[..n].iter().copied()
+}
+
+/// Rounds ranges out to cache lines, sorts and merges them, so that each
+/// line is flushed once. Works in place (the merged ranges are compacted
+/// to the front of `ranges`, the rest is left over), allocating nothing.
+fn merged_lines(ranges: &mut [(u64, u64)]) -> impl ExactSizeIterator<Item = (u64, u64)> + '_ {
+    const L: u64 = pmem_pool::persist::CACHE_LINE as u64;
+    for r in ranges.iter_mut() {
+        *r = (r.0 / L * L, r.1.next_multiple_of(L));
+    }
+    merged_ranges(ranges)
 }
 
 /// Shared reference into the pool from [`Tx::get`].
@@ -2321,6 +2341,22 @@ mod tests {
         let mut one = vec![(130, 131)];
         assert_eq!(merged_lines(&mut one).collect::<Vec<_>>(), vec![(128, 192)]);
         assert_eq!(merged_lines(&mut []).len(), 0);
+    }
+
+    #[test]
+    fn bytes_are_written_back_once_and_only_theirs() {
+        // Overlapping and touching ranges merge; a gap, even inside one
+        // line, keeps two ranges (the bytes between are not this
+        // transaction's to rewrite).
+        let mut r = vec![(70, 80), (0, 8), (8, 16), (60, 66), (64, 72), (200, 300)];
+        let got: Vec<_> = merged_ranges(&mut r).collect();
+        assert_eq!(got, vec![(0, 16), (60, 80), (200, 300)]);
+        let mut one = vec![(130, 131)];
+        assert_eq!(
+            merged_ranges(&mut one).collect::<Vec<_>>(),
+            vec![(130, 131)]
+        );
+        assert_eq!(merged_ranges(&mut []).len(), 0);
     }
 
     #[test]

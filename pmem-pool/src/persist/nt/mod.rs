@@ -278,6 +278,25 @@ pub unsafe fn stream_words(dst: *mut u8, src: *const u8, len: usize) {
     }
 }
 
+/// Writes the `len` bytes at the 8-aligned `p` (a multiple of 8) back in
+/// place with non-temporal stores of their own current values: the same
+/// durability as flushing their lines, through the write-combining path
+/// instead of a write-back. See `Persister::restream`.
+///
+/// # Safety
+/// `p..p+len` mapped, 8-aligned, `len` a multiple of 8; no reference to
+/// those bytes alive and no other thread writing them during the call (a
+/// store between the load of a word and its streamed copy would be lost).
+#[inline]
+pub unsafe fn restream_words(p: *mut u8, len: usize) {
+    // SAFETY: `stream_words` with the destination as its own source: it
+    // loads each word or 16-byte pair before it stores the same bytes, and
+    // the pieces it takes are disjoint and in order, so every load reads
+    // the value in place, never one the loop streamed; the rest is the
+    // caller's contract (mapped, aligned, exclusively held).
+    unsafe { stream_words(p, p, len) }
+}
+
 /// The streaming path of [`memset_nodrain`] whatever the length.
 ///
 /// # Safety
