@@ -258,6 +258,14 @@ pub struct Invalidation {
     /// One bit per lane that ever parked (set by its first `park`): the
     /// lanes every drain looks at.
     parked_mask: Box<[AtomicU64]>,
+    /// One bit per word of `mask` that may hold a mark (bit `w` for word
+    /// `w`), set before the word's first mark and never cleared, so that
+    /// a drain loads only the words a mark ever went into: one or two for
+    /// a few threads, instead of every word (four for the default 256
+    /// lanes, at each drain). All ones, and unused, beyond 64 words.
+    mask_words: AtomicU64,
+    /// The same for `parked_mask`.
+    parked_words: AtomicU64,
 }
 
 impl Invalidation {
@@ -281,6 +289,8 @@ impl Invalidation {
                 })
                 .collect(),
             parked_mask: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            mask_words: AtomicU64::new(if words > 64 { u64::MAX } else { 0 }),
+            parked_words: AtomicU64::new(if words > 64 { u64::MAX } else { 0 }),
         }
     }
 
@@ -317,6 +327,7 @@ impl Invalidation {
         // two locked instructions on a line every thread's drains read.
         let (word, bit) = bit_of(&self.parked_mask, lane);
         if word.load(Ordering::SeqCst) & bit == 0 {
+            note_word(&self.parked_words, lane);
             word.fetch_or(bit, Ordering::SeqCst);
         }
     }
@@ -333,16 +344,24 @@ impl Invalidation {
 
     /// How many lanes are parked right now (a snapshot).
     pub fn parked_count(&self) -> u32 {
-        set_bits(&self.parked_mask)
+        set_bits(&self.parked_mask, &self.parked_words)
             .filter(|&l| self.parked[l].state.load(Ordering::Acquire) & PARK_TAG != PARK_IDLE)
             .count() as u32
     }
 
     /// Whether any lane ever parked (and may be parked now).
     pub(crate) fn any_parked(&self) -> bool {
-        self.parked_mask
-            .iter()
-            .any(|m| m.load(Ordering::Acquire) != 0)
+        // (A word's bit is noted before its first lane's: at worst this
+        // says yes a moment early, and the walk then finds nothing.)
+        match self.parked_words.load(Ordering::Acquire) {
+            0 => false,
+            // Every word noted, or more words than bits: look at them.
+            u64::MAX => self
+                .parked_mask
+                .iter()
+                .any(|m| m.load(Ordering::Acquire) != 0),
+            _ => true,
+        }
     }
 
     /// Claims every parked lane into `claims` (lane, state) after passing
@@ -356,7 +375,7 @@ impl Invalidation {
         mut want: impl FnMut(&ParkedInfo<'_>) -> bool,
         mut flush: impl FnMut(u64),
     ) {
-        for lane in set_bits(&self.parked_mask) {
+        for lane in set_bits(&self.parked_mask, &self.parked_words) {
             let s = &self.parked[lane];
             let mut st = s.state.load(Ordering::Acquire);
             while st & PARK_TAG == PARK_BUMPING {
@@ -473,6 +492,7 @@ impl Invalidation {
         // A mark stays while its lane is in use: after the lane's first
         // commit this is a load, not a locked instruction.
         if word.load(Ordering::SeqCst) & bit == 0 {
+            note_word(&self.mask_words, lane);
             word.fetch_or(bit, Ordering::SeqCst);
         }
     }
@@ -573,13 +593,13 @@ impl Invalidation {
 
     /// The lanes marked so far, in increasing order.
     fn marked(&self) -> impl Iterator<Item = usize> + '_ {
-        set_bits(&self.mask)
+        set_bits(&self.mask, &self.mask_words)
     }
 
     /// Whether any lane's bump may be unfenced (a mark stays set while its
     /// lane is in use, so this is true after the first commit).
     pub(crate) fn any(&self) -> bool {
-        self.mask.iter().any(|m| m.load(Ordering::Acquire) != 0) || self.any_parked()
+        self.marked().next().is_some() || self.any_parked()
     }
 
     /// Flushes the generation word of every lane with an unfenced bump (no
@@ -805,11 +825,29 @@ fn bit_of(mask: &[AtomicU64], lane: u32) -> (&AtomicU64, u64) {
     (&mask[lane as usize / 64], 1u64 << (lane % 64))
 }
 
+/// Notes in `words` (a mask's summary: a bit per word of the mask) that
+/// `lane`'s word is about to get a bit. Called before the bit is set, so
+/// that whoever sees the bit, having synchronized with its setter, sees
+/// the note too; the note is never taken back.
+fn note_word(words: &AtomicU64, lane: u32) {
+    let w = lane as usize / 64;
+    if w < 64 {
+        let b = 1u64 << w;
+        if words.load(Ordering::SeqCst) & b == 0 {
+            words.fetch_or(b, Ordering::SeqCst);
+        }
+    }
+}
+
 /// The lanes whose bits are set in `mask`, in increasing order (each
-/// word loaded when the walk reaches it).
-fn set_bits(mask: &[AtomicU64]) -> SetBits<'_> {
+/// word loaded when the walk reaches it): only the words `words` notes,
+/// or every word when the mask has more than 64.
+fn set_bits<'a>(mask: &'a [AtomicU64], words: &AtomicU64) -> SetBits<'a> {
+    let all = mask.len() > 64;
     SetBits {
         mask,
+        words: if all { 0 } else { words.load(Ordering::SeqCst) },
+        all,
         next: 0,
         word: 0,
         bits: 0,
@@ -820,7 +858,11 @@ fn set_bits(mask: &[AtomicU64]) -> SetBits<'_> {
 /// runs (a `flat_map` of per-word iterators cost twice the instructions).
 struct SetBits<'a> {
     mask: &'a [AtomicU64],
-    /// The next word to load.
+    /// The words still to load (a bit per word), unless `all`.
+    words: u64,
+    /// Whether every word is loaded in turn (`next`), not only `words`'.
+    all: bool,
+    /// The next word to load, when `all`.
     next: usize,
     /// The word `bits` came from.
     word: usize,
@@ -834,10 +876,18 @@ impl Iterator for SetBits<'_> {
     #[inline]
     fn next(&mut self) -> Option<usize> {
         while self.bits == 0 {
-            let m = self.mask.get(self.next)?;
-            self.bits = m.load(Ordering::Acquire);
-            self.word = self.next;
-            self.next += 1;
+            let w = if self.all {
+                self.next += 1;
+                self.next - 1
+            } else if self.words != 0 {
+                let w = self.words.trailing_zeros() as usize;
+                self.words &= self.words - 1;
+                w
+            } else {
+                return None;
+            };
+            self.bits = self.mask.get(w)?.load(Ordering::Acquire);
+            self.word = w;
         }
         let lane = self.word * 64 + self.bits.trailing_zeros() as usize;
         self.bits &= self.bits - 1;
@@ -861,6 +911,36 @@ mod tests {
             inval.set_generation(l, 8);
         }
         inval
+    }
+
+    #[test]
+    fn marks_and_parkings_are_found_in_every_word() {
+        // 300 lanes: five words, of which marks go into three; 4200
+        // lanes: more words than the summary has bits, every word walked.
+        for (lanes, picked) in [
+            (300u32, vec![1u32, 130, 299]),
+            (4200, vec![5, 64, 4100, 4199]),
+        ] {
+            let inval = Invalidation::new(lanes, |_| 0);
+            assert!(!inval.any() && !inval.any_parked());
+            for &l in &picked {
+                inval.mark(l);
+            }
+            let marked: Vec<u32> = inval.marked().map(|l| l as u32).collect();
+            assert_eq!(marked, picked, "{lanes} lanes");
+            assert!(inval.any());
+            for &l in &picked {
+                inval.park(l, &[64 * u64::from(l)], &[]);
+            }
+            assert!(inval.any_parked());
+            assert_eq!(inval.parked_count(), picked.len() as u32);
+            let mut lines = Vec::new();
+            inval.claim_parked(&mut Vec::new(), |_| true, |l| lines.push(l / 64));
+            assert_eq!(
+                lines,
+                picked.iter().map(|&l| u64::from(l)).collect::<Vec<_>>()
+            );
+        }
     }
 
     #[test]
