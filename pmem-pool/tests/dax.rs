@@ -155,6 +155,51 @@ fn fsdax_data_persisted_survives_close_and_reopen() {
     pool.close().unwrap();
 }
 
+#[test]
+fn fsdax_restreamed_bytes_survive_close_and_reopen() {
+    // `Persister::restream`, the commit's write-back since change 68, on
+    // a MAP_SYNC mapping: words stored again with streaming stores, the
+    // lines of partial words at the ends flushed, and every byte, inside
+    // the ranges or between them, reads back through a new mapping. (That
+    // they were durable before the close, no test without a power cut
+    // can see: the crash simulations check the protocol around it.)
+    let Some(dir) = guest_dir("fsdax_restreamed_bytes_survive_close_and_reopen") else {
+        return;
+    };
+    let tmp = tempfile::tempdir_in(&dir).unwrap();
+    let path = tmp.path().join("restream.pool");
+    let pool = RawPool::create(&path, LAYOUT, SIZE, &PoolOptions::default()).unwrap();
+    expect_mode(
+        pool.mode_choice(),
+        Mode::Pmem,
+        &["map_sync"],
+        "create on fs-DAX",
+    );
+    let heap = pool.header().heap_offset as usize;
+    let area = 16 << 10;
+    let pattern: Vec<u8> = (0..area).map(|i| (i * 31 + 7) as u8).collect();
+    // SAFETY: heap..heap+area lies in the heap of a pool this test
+    // created, and no reference into the pool is alive.
+    unsafe { std::ptr::copy_nonoverlapping(pattern.as_ptr(), pool.base().add(heap), area) };
+    // Ranges starting and ending inside words, on words, on lines.
+    let ranges = [(3usize, 200usize), (256, 64), (333, 1), (1000, 4096), (8192, 8)];
+    let p = pool.persister();
+    for &(at, len) in &ranges {
+        // SAFETY: inside the area; this thread alone writes it.
+        unsafe { p.restream(heap + at, len) };
+    }
+    p.drain().unwrap();
+    pool.close().unwrap();
+
+    let pool = RawPool::open(&path, Some(LAYOUT), &PoolOptions::default()).unwrap();
+    assert_eq!(read(&pool, heap as u64, area), pattern);
+    ran(
+        "fsdax_restreamed_bytes_survive_close_and_reopen",
+        pool.mode_choice(),
+    );
+    pool.close().unwrap();
+}
+
 /// The size of a device-dax device, from sysfs.
 fn devdax_size(dev: &Path) -> u64 {
     let name = dev.file_name().unwrap().to_string_lossy().into_owned();
