@@ -182,7 +182,13 @@ fn fsdax_restreamed_bytes_survive_close_and_reopen() {
     // created, and no reference into the pool is alive.
     unsafe { std::ptr::copy_nonoverlapping(pattern.as_ptr(), pool.base().add(heap), area) };
     // Ranges starting and ending inside words, on words, on lines.
-    let ranges = [(3usize, 200usize), (256, 64), (333, 1), (1000, 4096), (8192, 8)];
+    let ranges = [
+        (3usize, 200usize),
+        (256, 64),
+        (333, 1),
+        (1000, 4096),
+        (8192, 8),
+    ];
     let p = pool.persister();
     for &(at, len) in &ranges {
         // SAFETY: inside the area; this thread alone writes it.
