@@ -356,9 +356,9 @@ impl Persister {
     /// Why: on the processor of BENCHMARKS.md a dirty line's `clwb` then
     /// `sfence` takes about 160 ns and a streaming store of the same line
     /// then `sfence` about 100 ns (`primitives` bench, "per call"), and a
-    /// commit's fence waits for the slowest line it covers. Like `clwb`
-    /// on the same processor it leaves no stale copy, but the streamed
-    /// line leaves the cache: a later read of it misses.
+    /// commit's fence waits for the slowest line it covers. Unlike a line
+    /// written back with `clwb`, which that processor keeps in its cache,
+    /// a streamed line leaves the cache: a later read of it misses.
     ///
     /// # Safety
     /// No reference to the bytes may be alive, and no other thread may
