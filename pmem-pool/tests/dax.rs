@@ -82,14 +82,14 @@ fn write_heap(pool: &RawPool, bytes: &[u8]) {
     unsafe { pool.persister().memcpy_persist(off, bytes) }.unwrap();
 }
 
-#[test]
-fn fsdax_default_options_pick_pmem_with_map_sync() {
-    let Some(dir) = guest_dir("fsdax_default_options_pick_pmem_with_map_sync") else {
-        return;
-    };
+/// A new pool file `name` in the guest's fs-DAX folder, created with the
+/// default options, which must pick Pmem mode through MAP_SYNC; `None`
+/// outside the guest (the test skips). The folder goes with the
+/// `TempDir`.
+fn create_on_fsdax(test: &str, name: &str) -> Option<(tempfile::TempDir, PathBuf, RawPool)> {
+    let dir = guest_dir(test)?;
     let tmp = tempfile::tempdir_in(&dir).unwrap();
-    let path = tmp.path().join("mode.pool");
-
+    let path = tmp.path().join(name);
     let pool = RawPool::create(&path, LAYOUT, SIZE, &PoolOptions::default()).unwrap();
     expect_mode(
         pool.mode_choice(),
@@ -97,49 +97,42 @@ fn fsdax_default_options_pick_pmem_with_map_sync() {
         &["map_sync"],
         "create on fs-DAX",
     );
+    Some((tmp, path, pool))
+}
+
+/// Reopens the fs-DAX pool at `path` with the default options, which must
+/// pick Pmem mode through MAP_SYNC again (`what` names the step).
+fn open_on_fsdax(path: &Path, what: &str) -> RawPool {
+    let pool = RawPool::open(path, Some(LAYOUT), &PoolOptions::default()).unwrap();
+    expect_mode(pool.mode_choice(), Mode::Pmem, &["map_sync"], what);
+    pool
+}
+
+#[test]
+fn fsdax_default_options_pick_pmem_with_map_sync() {
+    let test = "fsdax_default_options_pick_pmem_with_map_sync";
+    let Some((_tmp, path, pool)) = create_on_fsdax(test, "mode.pool") else {
+        return;
+    };
     pool.close().unwrap();
 
-    let pool = RawPool::open(&path, Some(LAYOUT), &PoolOptions::default()).unwrap();
-    expect_mode(
-        pool.mode_choice(),
-        Mode::Pmem,
-        &["map_sync"],
-        "open on fs-DAX",
-    );
-    ran(
-        "fsdax_default_options_pick_pmem_with_map_sync",
-        pool.mode_choice(),
-    );
+    let pool = open_on_fsdax(&path, "open on fs-DAX");
+    ran(test, pool.mode_choice());
     pool.close().unwrap();
 }
 
 #[test]
 fn fsdax_data_persisted_survives_close_and_reopen() {
-    let Some(dir) = guest_dir("fsdax_data_persisted_survives_close_and_reopen") else {
+    let test = "fsdax_data_persisted_survives_close_and_reopen";
+    let Some((_tmp, path, pool)) = create_on_fsdax(test, "data.pool") else {
         return;
     };
-    let tmp = tempfile::tempdir_in(&dir).unwrap();
-    let path = tmp.path().join("data.pool");
     let greeting = b"hello from the fs-DAX guest, through clwb + sfence";
-
-    let pool = RawPool::create(&path, LAYOUT, SIZE, &PoolOptions::default()).unwrap();
-    expect_mode(
-        pool.mode_choice(),
-        Mode::Pmem,
-        &["map_sync"],
-        "create on fs-DAX",
-    );
     write_heap(&pool, greeting);
     let first_run = pool.run_id();
     pool.close().unwrap();
 
-    let pool = RawPool::open(&path, Some(LAYOUT), &PoolOptions::default()).unwrap();
-    expect_mode(
-        pool.mode_choice(),
-        Mode::Pmem,
-        &["map_sync"],
-        "reopen on fs-DAX",
-    );
+    let pool = open_on_fsdax(&path, "reopen on fs-DAX");
     let off = pool.header().heap_offset;
     assert_eq!(read(&pool, off, greeting.len()), greeting);
     assert_eq!(pool.previous_shutdown(), ShutdownState::Clean);
@@ -148,10 +141,7 @@ fn fsdax_data_persisted_survives_close_and_reopen() {
         "run id {} not bumped past {first_run}",
         pool.run_id()
     );
-    ran(
-        "fsdax_data_persisted_survives_close_and_reopen",
-        pool.mode_choice(),
-    );
+    ran(test, pool.mode_choice());
     pool.close().unwrap();
 }
 
@@ -163,18 +153,10 @@ fn fsdax_restreamed_bytes_survive_close_and_reopen() {
     // the ranges or between them, reads back through a new mapping. (That
     // they were durable before the close, no test without a power cut
     // can see: the crash simulations check the protocol around it.)
-    let Some(dir) = guest_dir("fsdax_restreamed_bytes_survive_close_and_reopen") else {
+    let test = "fsdax_restreamed_bytes_survive_close_and_reopen";
+    let Some((_tmp, path, pool)) = create_on_fsdax(test, "restream.pool") else {
         return;
     };
-    let tmp = tempfile::tempdir_in(&dir).unwrap();
-    let path = tmp.path().join("restream.pool");
-    let pool = RawPool::create(&path, LAYOUT, SIZE, &PoolOptions::default()).unwrap();
-    expect_mode(
-        pool.mode_choice(),
-        Mode::Pmem,
-        &["map_sync"],
-        "create on fs-DAX",
-    );
     let heap = pool.header().heap_offset as usize;
     let area = 16 << 10;
     let pattern: Vec<u8> = (0..area).map(|i| (i * 31 + 7) as u8).collect();
@@ -197,12 +179,9 @@ fn fsdax_restreamed_bytes_survive_close_and_reopen() {
     p.drain().unwrap();
     pool.close().unwrap();
 
-    let pool = RawPool::open(&path, Some(LAYOUT), &PoolOptions::default()).unwrap();
+    let pool = open_on_fsdax(&path, "reopen on fs-DAX");
     assert_eq!(read(&pool, heap as u64, area), pattern);
-    ran(
-        "fsdax_restreamed_bytes_survive_close_and_reopen",
-        pool.mode_choice(),
-    );
+    ran(test, pool.mode_choice());
     pool.close().unwrap();
 }
 
