@@ -7,8 +7,8 @@
 //! plain stores and, in `Pmem` mode, flushed; the middle is streamed when the
 //! copy is at least [`NT_THRESHOLD`] long. The copy loops prefetch their
 //! source, and a line of each destination page, [`PREFETCH_AHEAD`] bytes
-//! ahead. Nothing here fences: the caller's
-//! `drain` (`sfence`) completes the streaming stores and the flushes.
+//! ahead. Nothing here fences: the caller's `drain` (`sfence`) completes
+//! the streaming stores and the flushes.
 //!
 //! # Safety
 //! Each variant requires its instruction set; [`NtKind::supported`] checks
@@ -35,8 +35,10 @@ const UNROLL: usize = 4;
 /// sequential source, so a long copy stalls at each new page; a software
 /// prefetch (`prefetcht0`) ahead of the loads runs across it. libpmem's
 /// non-temporal copy prefetches one page ahead; two pages ahead ran
-/// large_write 5–7 % faster than one on this machine, and without any
-/// prefetch 10–15 % slower (BENCHMARKS-HISTORY.md, change 66).
+/// large_write 5–7 % faster than one on the AVX2 processor of the
+/// twenty-first session, and without any prefetch 10–15 % slower
+/// (BENCHMARKS-HISTORY.md, change 66); on the AVX-512 processor since,
+/// our loops run level with `primitives.c`'s, which has no prefetch.
 const PREFETCH_AHEAD: usize = 8192;
 
 /// Starts loading the first [`PREFETCH_AHEAD`] bytes of a copy's source
@@ -62,11 +64,12 @@ const PAGE: usize = 4096;
 ///
 /// The destination's prefetch is for its address translation, not its
 /// data: a streaming store whose page misses the TLB waits for the page
-/// walk, and 4 KiB of stores take only about 300 ns here. Touching one
-/// line per page ahead of the stores gets the walk done early, at the
-/// cost of reading one line per page that the stores then overwrite.
-/// large_write ran 5–18 % faster with it, depending on the machine's
-/// phase (BENCHMARKS-HISTORY.md, change 67); libpmem does not do it.
+/// walk, and 4 KiB of stores took only about 300 ns on the twenty-first
+/// session's processor. Touching one line per page ahead of the stores
+/// gets the walk done early, at the cost of reading one line per page
+/// that the stores then overwrite. large_write ran 5–18 % faster with it
+/// there, depending on the machine's phase (BENCHMARKS-HISTORY.md,
+/// change 67); libpmem does not do it.
 #[inline(always)]
 fn prefetch_ahead(dst: *const u8, src: *const u8, at: usize, len: usize) {
     if at + PREFETCH_AHEAD + UNROLL * LINE <= len {
