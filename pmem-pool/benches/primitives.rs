@@ -3,7 +3,7 @@
 //! table to set beside `/work/shared/peer/pmdk/primitives.c`.
 //!
 //! Run: `cargo bench -p pmem-pool --bench primitives [-- [line] [range]
-//! [reload] [fence] [copy] [size] [msync] [COPY_MIB]]`: the named sections only
+//! [reload] [fence] [free] [copy] [size] [msync] [COPY_MIB]]`: the named sections only
 //! (default all); COPY_MIB, default 512, is the total of the 8 MiB-chunk copy test.
 //! The `msync` section means something only on a disk: run it with
 //! `PMEM_BENCH_DIR=/some/ext4/dir` (on tmpfs msync makes nothing durable).
@@ -68,7 +68,9 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(512)
         .max(8);
-    let named = ["line", "range", "reload", "fence", "copy", "size", "msync"];
+    let named = [
+        "line", "range", "reload", "fence", "free", "copy", "size", "msync",
+    ];
     let any_named = args.iter().any(|a| named.contains(&a.as_str()));
     let run = |s: &str| !any_named || args.iter().any(|a| a == s);
     let f = cpu::features();
@@ -91,6 +93,9 @@ fn main() {
     }
     if run("fence") {
         fence(best.flush);
+    }
+    if run("free") {
+        free_skeleton(best.flush);
     }
     if run("copy") {
         bulk_copy(f, best, copy_mib);
@@ -407,6 +412,155 @@ fn fence(instr: FlushInstr) {
         println!("{name:<36} {ns:>10.0}");
     }
     black_box(acc);
+    black_box(&mut m);
+}
+
+/// What one atomic free's persistence costs with no bookkeeping at all:
+/// the floor under `pmem-bench atomic_alloc_free ... 64`'s free phase.
+///
+/// Each call frees "object" `i` the way the library does, minus lanes'
+/// and the heap's volatile state: reads slot `i` (16 bytes, four to a
+/// line) for the object's offset, takes a lane word and a stripe word
+/// (compare-and-swap), streams two log lines, writes back the lines the
+/// previous call applied to (its bitmap word's, its slot's, the lane's
+/// generation word's), starts loading this call's targets for writing,
+/// fences once, then applies: a locked and-not on the bitmap word (64
+/// consecutive objects share one), the slot nulled, the generation
+/// bumped, and the two words released (plain stores). The variants
+/// change one thing each, to show what the floor is made of.
+fn free_skeleton(instr: FlushInstr) {
+    use std::arch::x86_64::{_MM_HINT_ET0, _mm_prefetch};
+    // Objects per variant: each variant walks its own slots and bitmap
+    // once, so that slots are cold as in the benchmark's 16 MiB array.
+    const BLOCKS: usize = 100;
+    const PER_BLOCK: usize = 2000;
+    const OBJECTS: usize = (BLOCKS + 1) * PER_BLOCK;
+    const SLOTS: usize = OBJECTS * 16;
+    const BITMAP: usize = OBJECTS / 8;
+    // Per variant: slots, then the bitmap, then a page of lane words.
+    const STRIDE: usize = (SLOTS + BITMAP + 4096).next_multiple_of(2 * MIB);
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Wb {
+        /// At the next call, just before its fence (the library's way).
+        BeforeNextFence,
+        /// Right after the apply (the next call's locked instructions and
+        /// its accesses to the shared bitmap line wait for it).
+        AfterApply,
+        /// The slot and the generation word streamed at the next call,
+        /// just before its fence (the slot's words again, the generation's
+        /// new value from a copy), the bitmap line written back only when
+        /// the next call moves to another bitmap word: what a protocol
+        /// that kept several operations' redo logs valid until one
+        /// write-back of a bitmap word covered them all would cost.
+        StreamedBatched,
+        /// Never: not durable, only the rest's cost.
+        Never,
+    }
+    let variants: [(&str, Wb, bool); 5] = [
+        ("as the library does", Wb::BeforeNextFence, true),
+        ("no prefetch before the fence", Wb::BeforeNextFence, false),
+        ("write-back right after apply", Wb::AfterApply, true),
+        (
+            "bitmap once per word, rest streamed",
+            Wb::StreamedBatched,
+            true,
+        ),
+        ("no write-back (not durable)", Wb::Never, true),
+    ];
+    let mut m = map_file(STRIDE * variants.len());
+    let base = m.as_mut_ptr();
+    for v in 0..variants.len() {
+        for i in 0..OBJECTS {
+            // SAFETY: slot i of variant v lies inside the mapping
+            // (v * STRIDE + 16 * i + 16 <= v * STRIDE + SLOTS).
+            unsafe {
+                let slot = base.add(v * STRIDE + i * 16).cast::<u64>();
+                slot.write(1);
+                slot.add(1).write((i * 128) as u64);
+            }
+        }
+    }
+    let log: Vec<u64> = (0..16).collect();
+    println!(
+        "\n## one atomic free's persistence alone ({}, 64 objects per bitmap word)",
+        instr.name()
+    );
+    println!("{:<36} {:>10}", "variant", "ns/free");
+    // Per variant: where the previous call applied (bitmap word, slot,
+    // generation word), at first the variant's own first ones; and the
+    // generation's value.
+    let mut prev: Vec<[usize; 3]> = (0..variants.len())
+        .map(|v| {
+            [
+                v * STRIDE + SLOTS,
+                v * STRIDE,
+                v * STRIDE + SLOTS + BITMAP + 64,
+            ]
+        })
+        .collect();
+    let mut generation = vec![0u64; variants.len()];
+    let ns = interleaved_ns(variants.len(), BLOCKS, PER_BLOCK, |v, i| {
+        let (_, wb, prefetch) = variants[v];
+        let region = v * STRIDE;
+        let lanes = region + SLOTS + BITMAP;
+        let (lane_at, gen_at, stripe_at) = (lanes, lanes + 64, lanes + 128);
+        // SAFETY: every offset formed below lies inside variant v's
+        // region of the mapping (slot i < OBJECTS, bitmap word < BITMAP /
+        // 8, the lane page after them), and `log`'s 128 bytes go to the
+        // two lines at the region's end; the atomic views are of 8-aligned
+        // words of the mapping, which only this thread accesses.
+        unsafe {
+            let at = |off: usize| base.add(off);
+            let word = |off: usize| &*at(off).cast::<AtomicU64>();
+            let slot = region + i * 16;
+            let obj = at(slot + 8).cast::<u64>().read_volatile() as usize / 128;
+            let bm = region + SLOTS + obj / 64 * 8;
+            let _ = word(lane_at).compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed);
+            let _ = word(stripe_at).compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed);
+            let log_at = at(region + STRIDE - 128);
+            nt::stream_words(log_at, log.as_ptr().cast(), 128);
+            match wb {
+                Wb::BeforeNextFence => {
+                    for &l in &prev[v] {
+                        flush::flush_range(instr, at(l), 8);
+                    }
+                }
+                Wb::StreamedBatched => {
+                    let [pbm, pslot, pgen] = prev[v];
+                    if pbm != bm {
+                        flush::flush_range(instr, at(pbm), 8);
+                    }
+                    nt::restream_words(at(pslot), 16);
+                    let g = generation[v].to_le_bytes();
+                    nt::stream_words(at(pgen), g.as_ptr(), 8);
+                }
+                Wb::AfterApply | Wb::Never => {}
+            }
+            if prefetch {
+                _mm_prefetch::<_MM_HINT_ET0>(at(bm).cast());
+                _mm_prefetch::<_MM_HINT_ET0>(at(slot).cast());
+            }
+            flush::sfence();
+            word(bm).fetch_and(!(1 << (obj % 64)), Ordering::AcqRel);
+            at(slot).cast::<[u64; 2]>().write_volatile([0, 0]);
+            generation[v] += 1;
+            if wb != Wb::StreamedBatched {
+                let g = at(gen_at).cast::<u64>();
+                g.write_volatile(g.read_volatile() + 1);
+            }
+            if wb == Wb::AfterApply {
+                for l in [bm, slot, gen_at] {
+                    flush::flush_range(instr, at(l), 8);
+                }
+            }
+            word(stripe_at).store(0, Ordering::Release);
+            word(lane_at).store(0, Ordering::Release);
+            prev[v] = [bm, slot, gen_at];
+        }
+    });
+    for ((name, ..), ns) in variants.iter().zip(&ns) {
+        println!("{name:<36} {ns:>10.0}");
+    }
     black_box(&mut m);
 }
 
