@@ -24,7 +24,9 @@ const LAYOUT: &str = "random-damage-v1";
 const SLOTS: usize = 32;
 type Root = [PPtr<u8>; SLOTS];
 
-/// xorshift64: a fixed stream per seed, so a failure names its case.
+/// xorshift64: a fixed stream of changes per seed. (Which lane holds the
+/// log depends on the thread, so the damaged offsets in the lanes vary
+/// from run to run; a failure prints the changes themselves.)
 fn next(s: &mut u64) -> u64 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
