@@ -3,6 +3,8 @@
 //! every byte as it was, reach the file, and never touch a byte outside
 //! the range, which another thread may be writing at the same time.
 
+mod common;
+
 use pmem_pool::persist::Persister;
 use pmem_pool::{Mode, PoolOptions, RawPool};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -18,22 +20,13 @@ fn pmem_pool(dir: &tempfile::TempDir) -> (RawPool, std::path::PathBuf) {
     (pool, path)
 }
 
-fn tmp() -> tempfile::TempDir {
-    // tmpfs where there is one: Pmem mode is forced, the file is RAM.
-    if std::path::Path::new("/dev/shm").is_dir() {
-        tempfile::tempdir_in("/dev/shm").unwrap()
-    } else {
-        tempfile::tempdir().unwrap()
-    }
-}
-
 fn pattern(i: usize) -> u8 {
     (i * 7 + 3) as u8
 }
 
 #[test]
 fn every_byte_stays_and_reaches_the_file() {
-    let dir = tmp();
+    let dir = common::tempdir();
     let (pool, path) = pmem_pool(&dir);
     let heap = pool.header().heap_offset as usize;
     let area = 4096;
@@ -88,7 +81,7 @@ fn a_neighbours_stores_are_never_lost() {
     // stores a counter into bytes 0..2 and 62..64 of the same line. A
     // restream that rewrote whole lines or whole words would now and then
     // put back a stale counter.
-    let dir = tmp();
+    let dir = common::tempdir();
     let (pool, _path) = pmem_pool(&dir);
     let line = (pool.header().heap_offset as usize).next_multiple_of(64);
     let base = pool.base();
