@@ -6,16 +6,15 @@
 //! never as a valid pool with wrong contents.
 #![cfg(feature = "sim")]
 
+mod common;
+
 use pmem_pool::sim::{CrashOptions, trace_next_domain};
 use pmem_pool::{Error, Mode, PoolOptions, RawPool};
 use std::ops::ControlFlow;
 
 #[test]
 fn no_crash_image_of_create_opens_as_a_wrong_pool() {
-    let dir = match std::path::Path::new("/dev/shm") {
-        d if d.is_dir() => tempfile::tempdir_in(d).unwrap(),
-        _ => tempfile::tempdir().unwrap(),
-    };
+    let dir = common::tempdir();
     let size = pmem_pool::MIN_POOL_SIZE.next_multiple_of(4096);
     trace_next_domain();
     let opts = PoolOptions::new().mode(Mode::Sim).ignore_env(true);
