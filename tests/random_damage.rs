@@ -16,6 +16,8 @@
 //! session) found none in 300,000 damaged closed pools and 200,000
 //! damaged images awaiting a replay.
 
+use pmem_alloc::layout::{CHUNK_SIZE, Geometry};
+use pmem_obj::pool::STATE_OFFSET;
 use pmem_obj::{Error, Mode, PPtr, Pool, PoolOptions};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::Path;
@@ -60,12 +62,16 @@ fn build(path: &Path, open_image: bool) -> (Vec<u8>, Vec<(usize, usize)>) {
         })
         .unwrap();
     }
-    let heap = pool.raw().header().heap_offset as usize;
-    // The heap header, the chunk table, then the first bytes of the
-    // first chunks (a run's header, bitmap and header table, or a huge
-    // object's header).
-    let mut ranges = vec![(0x2000, 0x1000), (heap, 0x2000)];
-    ranges.extend((0..6).map(|c| (heap + 0x2000 + c * (256 << 10), 0x800)));
+    let h = pool.raw().header();
+    let (lanes, heap) = (h.lanes_offset as usize, h.heap_offset as usize);
+    let geo = Geometry::new(h.heap_offset, h.heap_size, h.size).unwrap();
+    let chunks = geo.chunks_offset as usize;
+    // The pool state block, the heap header and the chunk table, then the
+    // first bytes of the first chunks (a run's header, bitmap and header
+    // table, or a huge object's header).
+    let state = STATE_OFFSET as usize;
+    let mut ranges = vec![(state, lanes - state), (heap, chunks - heap)];
+    ranges.extend((0..6).map(|c| (chunks + c * CHUNK_SIZE as usize, 0x800)));
     let bytes = if open_image {
         // An atomic allocation leaves its lane parked: its committed redo
         // log stays valid until a later drain, so this image has a log to
@@ -75,9 +81,8 @@ fn build(path: &Path, open_image: bool) -> (Vec<u8>, Vec<(usize, usize)>) {
         let bytes = std::fs::read(path).unwrap();
         pool.close().unwrap();
         // The lane region's written bytes: the logs.
-        let lanes = 0x3000..heap;
         ranges.extend(
-            lanes
+            (lanes..heap)
                 .filter(|&o| bytes[o] != 0)
                 .map(|o| (o & !63, 64))
                 .collect::<std::collections::BTreeSet<_>>(),
