@@ -61,23 +61,13 @@ for r in $(seq 1 "$reps"); do
   done
 done
 
-python3 - "$out" <<'EOF'
-import os, re, statistics, sys
+python3 - "$out" "$(dirname "$0")" <<'EOF'
+import os, statistics, sys
 out = sys.argv[1]
-def parse(side):
-    rows = {}
-    path = os.path.join(out, side)
-    if not os.path.exists(path):
-        return rows
-    for line in open(path):
-        kv = dict(re.findall(r'(\w+)=(\S+)', line))
-        if 'workload' not in kv:
-            continue
-        key = kv['workload'] + ('' if kv.get('threads', '1') == '1' else ' t=' + kv['threads'])
-        unit = 'MiB_per_s' if 'MiB_per_s' in kv else 'ns_per_op'
-        rows.setdefault(key, (unit, []))[1].append(float(kv[unit]))
-    return rows
-sides = {s: parse(s) for s in ('old', 'new', 'peer')}
+sys.dont_write_bytecode = True
+sys.path.insert(0, sys.argv[2])
+from results import parse
+sides = {s: parse(os.path.join(out, s)) for s in ('old', 'new', 'peer')}
 print(f"{'workload':30} {'old':>10} {'new':>10} {'PMDK':>10} {'unit':>10} {'new/old':>8} {'speedup':>8}")
 for key, (unit, _) in sides['old'].items():
     med = {s: statistics.median(r[key][1]) if key in r else None for s, r in sides.items()}

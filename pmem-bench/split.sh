@@ -76,18 +76,12 @@ for w in $order; do
 done
 rm -f "$pool"
 
-python3 - "$out" $order <<'EOF'
-import os, re, statistics, sys
-out, order = sys.argv[1], sys.argv[2:]
-def parse(path):
-    rows = {}
-    for line in open(path):
-        kv = dict(re.findall(r'(\w+)=(\S+)', line))
-        if 'workload' not in kv or 'ns_per_op' not in kv:
-            continue
-        key = kv['workload'] + ('' if kv.get('threads', '1') == '1' else ' t=' + kv['threads'])
-        rows.setdefault(key, []).append(float(kv['ns_per_op']))
-    return rows
+python3 - "$(dirname "$0")" "$out" $order <<'EOF'
+import statistics, sys
+sys.dont_write_bytecode = True
+sys.path.insert(0, sys.argv[1])
+from results import parse
+out, order = sys.argv[2], sys.argv[3:]
 def ratio(a, b):
     return f"{a / b:6.2f}" if b > 0 else "     -"
 print("ns per operation, medians; 'cpu' = the cache counted as persistent,")
@@ -95,7 +89,9 @@ print("'wait' = total - cpu; ratios are libpmemobj / ours")
 print(f"{'workload':20} {'PMDK':>7} {'cpu':>6} {'wait':>6}   {'ours':>6} {'cpu':>6} {'wait':>6}"
       f"   {'total':>6} {'cpu':>6} {'wait':>6}")
 for w in order:
-    sides = {s: parse(f"{out}/{s}.{w}") for s in ('pmdk', 'pmdk_cache', 'ours', 'ours_cache')}
+    # Every workload of this script reports ns per operation.
+    sides = {s: {k: v for k, (unit, v) in parse(f"{out}/{s}.{w}").items() if unit == 'ns_per_op'}
+             for s in ('pmdk', 'pmdk_cache', 'ours', 'ours_cache')}
     for key in sides['pmdk']:
         if not all(key in sides[s] for s in sides):
             print(f"{key:20} missing on one side"); continue
